@@ -1,0 +1,86 @@
+"""Typed config: YAML, overrides, unknown keys with a suggestion, saved and reloaded."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from deltalearn.config import ConfigError, load_config, save_config, to_dict, valid_keys
+from deltalearn.mcn.config import MCNConfig
+
+
+def test_defaults_and_required_keys_exist():
+    keys = valid_keys(MCNConfig)
+    for key in ("train.epochs", "train.batch_size", "train.lr", "data.image_size"):
+        assert key in keys
+
+
+def test_yaml_then_overrides(tmp_path: Path):
+    path = tmp_path / "run.yaml"
+    path.write_text("model:\n  tasks: [det]\n  backbone: resnet18\ntrain:\n  epochs: 3\n")
+    config = load_config(MCNConfig, path, ["train.epochs=5", "train.lr=2e-4", "data.scale_range=[0.8,1.2]"])
+    assert config.model.tasks == ["det"]
+    assert config.model.backbone == "resnet18"
+    assert config.train.epochs == 5
+    assert config.train.lr == pytest.approx(2e-4)
+    assert config.data.scale_range == (0.8, 1.2)
+    assert config.data.image_size == 256  # default kept
+
+
+def test_single_value_for_a_list():
+    assert load_config(MCNConfig, None, ["model.tasks=seg"]).model.tasks == ["seg"]
+
+
+@pytest.mark.parametrize(
+    "override, nearest",
+    [("train.epoch=3", "train.epochs"), ("trian.lr=0.1", "train.lr"), ("data.imagesize=128", "data.image_size")],
+)
+def test_unknown_override_names_nearest_key(override, nearest):
+    with pytest.raises(ConfigError) as info:
+        load_config(MCNConfig, None, [override])
+    message = str(info.value)
+    assert override.split("=")[0] in message and f"did you mean '{nearest}'" in message
+    assert "\n" not in message
+
+
+def test_unknown_key_in_file_names_file_and_key(tmp_path: Path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("train:\n  batchsize: 8\n")
+    with pytest.raises(ConfigError, match=r"bad\.yaml: unknown config key 'train\.batchsize'; did you mean 'batch_size'"):
+        load_config(MCNConfig, path)
+
+
+@pytest.mark.parametrize(
+    "override, words",
+    [
+        ("train.epochs=two", "expected an integer"),
+        ("train.epochs=1.5", "expected an integer"),
+        ("model.pretrained=3", "expected true or false"),
+        ("model.pose_offsets=both", "is not one of"),
+        ("model.tasks=[pose]", "pose needs det"),
+        ("data.image_size=100", "multiple of 32"),
+        ("train.epochs", "key=value"),
+    ],
+)
+def test_bad_values_fail_clearly(override, words):
+    with pytest.raises(ConfigError, match=words):
+        load_config(MCNConfig, None, [override])
+
+
+def test_malformed_and_missing_files(tmp_path: Path):
+    bad = tmp_path / "broken.yaml"
+    bad.write_text("train: [epochs: 1\n")
+    with pytest.raises(ConfigError, match=r"broken\.yaml: malformed YAML at line"):
+        load_config(MCNConfig, bad)
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(MCNConfig, tmp_path / "nope.yaml")
+
+
+def test_saved_config_reloads_identically(tmp_path: Path):
+    config = load_config(MCNConfig, None, ["train.epochs=7", "model.tasks=[det,pose]", "data.categories=[person]"])
+    save_config(config, tmp_path / "run" / "config.yaml")
+    saved = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
+    assert saved["train"]["epochs"] == 7
+    assert load_config(MCNConfig, tmp_path / "run" / "config.yaml") == config
+    assert to_dict(config) == saved
+    assert not list((tmp_path / "run").glob(".*.tmp"))  # no temporary left behind
