@@ -20,8 +20,6 @@ Rules chosen here:
 
 from __future__ import annotations
 
-import json
-import math
 import os
 import warnings
 from collections.abc import Callable, Iterable, Sequence
@@ -30,19 +28,26 @@ from typing import Any
 
 import numpy as np
 import torch
-from pycocotools import mask as mask_utils
 
+from .coco_format import (
+    check_keypoint_names,
+    decode_segmentation,
+    is_number,
+    json_field,
+    read_coco_json,
+    require_type,
+    resolve_categories,
+    skeleton_of,
+)
 from .errors import AnnotationError, AnnotationFileError, DataError, DataWarning
 from .images import load_rgb
-from .keypoints import KEYPOINT_NAMES, NUM_KEYPOINTS, SKELETON
+from .keypoints import KEYPOINT_NAMES, NUM_KEYPOINTS
 from .sample import Sample, empty_targets
 
 ANNOTATIONS_FILE = "annotations.json"  # layout of a --data DIR: DIR/annotations.json + DIR/images/
 IMAGES_DIR = "images"
 BOX_TOLERANCE = 1.0  # px a box may extend past the image border before it is an error
 
-_JSON_TYPE_NAMES = {dict: "an object", list: "an array", str: "a string", int: "a number",
-                    float: "a number", bool: "a boolean", type(None): "null"}
 
 
 class CocoDataset(torch.utils.data.Dataset):
@@ -91,11 +96,11 @@ class CocoDataset(torch.utils.data.Dataset):
         images, seen = [], set()
         for i, record in enumerate(self.coco["images"]):
             where = f"images[{i}]"
-            _require(record, dict, where, self.ann_file)
-            image_id = _field(record, "id", int, where, self.ann_file)
-            _field(record, "file_name", str, where, self.ann_file)
+            require_type(record, dict, where, self.ann_file)
+            image_id = json_field(record, "id", int, where, self.ann_file)
+            json_field(record, "file_name", str, where, self.ann_file)
             for key in ("width", "height"):
-                value = _field(record, key, int, where, self.ann_file)
+                value = json_field(record, key, int, where, self.ann_file)
                 if value <= 0:
                     raise AnnotationFileError(
                         self.ann_file, f"image {image_id}: {key} {value} is not positive")
@@ -110,25 +115,25 @@ class CocoDataset(torch.utils.data.Dataset):
         by_id: dict[int, dict] = {}
         for i, record in enumerate(self.coco["categories"]):
             where = f"categories[{i}]"
-            _require(record, dict, where, self.ann_file)
-            cat_id = _field(record, "id", int, where, self.ann_file)
-            _field(record, "name", str, where, self.ann_file)
+            require_type(record, dict, where, self.ann_file)
+            cat_id = json_field(record, "id", int, where, self.ann_file)
+            json_field(record, "name", str, where, self.ann_file)
             if cat_id in by_id:
                 raise AnnotationFileError(self.ann_file, f"category id {cat_id} appears twice")
             by_id[cat_id] = record
         self._known_category_ids = frozenset(by_id)
-        selected = sorted(by_id) if wanted is None else _resolve_categories(wanted, by_id, self.ann_file)
+        selected = sorted(by_id) if wanted is None else resolve_categories(wanted, by_id, self.ann_file)
         self.category_ids: list[int] = selected  # label -> COCO category id
         self.category_names: list[str] = [by_id[c]["name"] for c in selected]
         self._label_of: dict[int, int] = {cat_id: label for label, cat_id in enumerate(selected)}
 
         with_keypoints = [by_id[c] for c in selected if by_id[c].get("keypoints")]
         for record in with_keypoints:
-            _check_keypoint_names(record, self.ann_file)
+            check_keypoint_names(record, self.ann_file)
         self._keypoint_category_ids = frozenset(r["id"] for r in with_keypoints)
         self.keypoint_names: tuple[str, ...] = KEYPOINT_NAMES if with_keypoints else ()
         self.skeleton: tuple[tuple[int, int], ...] = (
-            _skeleton_of(with_keypoints[0], self.ann_file) if with_keypoints else ())
+            skeleton_of(with_keypoints[0], self.ann_file) if with_keypoints else ())
 
     def _index_annotations(self) -> dict[int, list[dict]]:
         """image id -> its annotations; annotations of no image raise (strict) or are skipped."""
@@ -136,8 +141,8 @@ class CocoDataset(torch.utils.data.Dataset):
         orphans = []
         for i, ann in enumerate(self.coco["annotations"]):
             where = f"annotations[{i}]"
-            _require(ann, dict, where, self.ann_file)
-            ann_id = _field(ann, "id", int, where, self.ann_file)
+            require_type(ann, dict, where, self.ann_file)
+            ann_id = json_field(ann, "id", int, where, self.ann_file)
             image_id = ann.get("image_id")
             if image_id in by_image and not isinstance(image_id, bool):
                 by_image[image_id].append(ann)
@@ -227,7 +232,7 @@ class CocoDataset(torch.utils.data.Dataset):
             known = ", ".join(str(c) for c in sorted(self._known_category_ids))
             raise fail(f"unknown category id {cat_id!r} (the file defines {known})")
         box = ann.get("bbox")
-        if not (isinstance(box, list) and len(box) == 4 and all(_is_number(v) for v in box)):
+        if not (isinstance(box, list) and len(box) == 4 and all(is_number(v) for v in box)):
             raise fail(f"box must be 4 numbers [x, y, width, height], found {box!r}")
         x, y, w, h = (float(v) for v in box)
         text = "[" + ", ".join(repr(round(v, 2)) for v in (x, y, w, h)) + "]"
@@ -241,7 +246,7 @@ class CocoDataset(torch.utils.data.Dataset):
         keypoints = ann.get("keypoints")
         if keypoints and not (  # absent or [] means no keypoints
             isinstance(keypoints, list) and len(keypoints) == 3 * NUM_KEYPOINTS
-            and all(_is_number(v) for v in keypoints)
+            and all(is_number(v) for v in keypoints)
         ):
             found = f"{len(keypoints)} values" if isinstance(keypoints, list) else repr(keypoints)
             raise fail(f"keypoints must be 3*{NUM_KEYPOINTS} = {3 * NUM_KEYPOINTS} numbers "
@@ -313,7 +318,7 @@ class CocoDataset(torch.utils.data.Dataset):
                 per_category[self.category_names[label]] += 1
                 values = ann.get("keypoints")
                 if isinstance(values, list):
-                    keypoints += sum(1 for v in values[2::3] if _is_number(v) and v > 0)
+                    keypoints += sum(1 for v in values[2::3] if is_number(v) and v > 0)
             empty += objects == 0
         return {
             "images": len(self.images),
@@ -351,166 +356,3 @@ class CocoDataset(torch.utils.data.Dataset):
 def collate_samples(batch: Iterable[Sample | None]) -> list[Sample]:
     """The samples of a batch, without the Nones of skipped bad samples."""
     return [sample for sample in batch if sample is not None]
-
-
-def decode_segmentation(segmentation: Any, box: Sequence[float], height: int, width: int,
-                        ) -> np.ndarray:
-    """[H, W] bool mask from COCO polygons, uncompressed or compressed RLE; the filled box if empty.
-
-    Raises ValueError with a one-line reason for a segmentation that is malformed or whose
-    size differs from the image.
-    """
-    if isinstance(segmentation, dict):
-        rle = _rle(segmentation, height, width)
-    elif segmentation is None or (
-            isinstance(segmentation, list) and all(isinstance(p, list) for p in segmentation)):
-        polygons = _polygons(segmentation or [])
-        rle = (mask_utils.merge(mask_utils.frPyObjects(polygons, height, width)) if polygons
-               else _box_rle(box, height, width))  # no segmentation: the filled box
-    else:
-        raise ValueError(f"segmentation must be polygons or RLE, found {_json_type(segmentation)}")
-    try:
-        with warnings.catch_warnings():  # pycocotools' Masks.__array__ predates numpy 2
-            warnings.simplefilter("ignore", DeprecationWarning)
-            mask = mask_utils.decode(rle)
-    except ValueError as error:  # pycocotools refuses counts that overrun the image
-        raise ValueError(f"invalid RLE mask ({error})") from error
-    # counts that fall short of H*W leave pycocotools' output partly uninitialised
-    if mask.max(initial=0) > 1 or int(mask.sum()) != int(mask_utils.area(rle)):
-        raise ValueError("invalid RLE mask (counts do not cover the image)")
-    return mask.astype(bool)
-
-
-def _box_rle(box: Sequence[float], height: int, width: int) -> dict:
-    """RLE of the filled box [x, y, w, h]."""
-    return mask_utils.frPyObjects(np.asarray([box], dtype=np.float64), height, width)[0]
-
-
-def _rle(segmentation: dict, height: int, width: int) -> dict:
-    """A compressed RLE of the image's size from either RLE form."""
-    size, counts = segmentation.get("size"), segmentation.get("counts")
-    if size != [height, width]:
-        raise ValueError(f"RLE size {size!r} differs from the image size [{height}, {width}]")
-    if isinstance(counts, list):  # uncompressed RLE
-        if not all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in counts):
-            raise ValueError("uncompressed RLE counts must be non-negative integers")
-        if sum(counts) != height * width:
-            raise ValueError(f"uncompressed RLE counts sum to {sum(counts)}, "
-                             f"not {height}*{width} = {height * width} pixels")
-        return mask_utils.frPyObjects(segmentation, height, width)
-    if isinstance(counts, (str, bytes)):  # compressed RLE
-        return {"size": [height, width], "counts": counts.encode() if isinstance(counts, str) else counts}
-    raise ValueError(f"RLE counts must be a list or a string, found {_json_type(counts)}")
-
-
-def _polygons(segmentation: list[list]) -> list[list[float]]:
-    """Polygon parts with at least 3 points (smaller ones have no area and are dropped)."""
-    polygons = []
-    for part in segmentation:
-        if not all(_is_number(v) for v in part):
-            raise ValueError("polygon coordinates must be numbers")
-        if len(part) % 2:
-            raise ValueError(f"polygon with an odd number ({len(part)}) of coordinates")
-        if len(part) >= 6:
-            polygons.append([float(v) for v in part])
-    return polygons
-
-
-def read_coco_json(path: str | os.PathLike) -> dict[str, Any]:
-    """The JSON of a COCO annotation file, checked for its top-level structure."""
-    path = Path(path)
-    if not path.is_file():
-        raise AnnotationFileError(path, "annotation file not found" if not path.exists()
-                                  else "is not a file")
-    try:
-        with open(path, encoding="utf-8") as file:
-            data = json.load(file)
-    except json.JSONDecodeError as error:
-        raise AnnotationFileError(
-            path, f"malformed JSON at line {error.lineno}, column {error.colno}: {error.msg}") from error
-    except UnicodeDecodeError as error:
-        raise AnnotationFileError(path, f"not UTF-8 text ({error.reason} at byte {error.start})") from error
-    if not isinstance(data, dict):
-        raise AnnotationFileError(
-            path, f"top level must be an object with images, annotations and categories, "
-            f"found {_json_type(data)}")
-    for key in ("images", "annotations", "categories"):
-        if key not in data:
-            raise AnnotationFileError(
-                path, f"missing top-level key '{key}' (a COCO file has images, annotations "
-                "and categories)")
-        if not isinstance(data[key], list):
-            raise AnnotationFileError(path, f"'{key}' must be an array, found {_json_type(data[key])}")
-    return data
-
-
-def _resolve_categories(wanted: Sequence[str | int], by_id: dict[int, dict], path: Path) -> list[int]:
-    """Sorted COCO ids of the categories named (by name or id) in ``wanted``."""
-    by_name = {record["name"]: cat_id for cat_id, record in by_id.items()}
-    if isinstance(wanted, (str, int)):
-        wanted = [wanted]
-    chosen = set()
-    for item in wanted:
-        cat_id = by_name.get(item) if isinstance(item, str) else item
-        if cat_id not in by_id or isinstance(cat_id, bool):
-            valid = ", ".join(f"{r['name']} ({i})" for i, r in sorted(by_id.items()))
-            raise DataError(path, f"unknown category {item!r}; valid categories: {valid}")
-        chosen.add(cat_id)
-    if not chosen:
-        raise DataError(path, "no category selected (categories is empty)")
-    return sorted(chosen)
-
-
-def _check_keypoint_names(record: dict, path: Path) -> None:
-    names = record["keypoints"]
-    if list(names) != list(KEYPOINT_NAMES):
-        name = record["name"]
-        if len(names) != NUM_KEYPOINTS:
-            problem = f"has {len(names)} keypoints"
-        else:
-            k = next(i for i, (a, b) in enumerate(zip(names, KEYPOINT_NAMES)) if a != b)
-            problem = f"has keypoint {k} {names[k]!r} where COCO has {KEYPOINT_NAMES[k]!r}"
-        raise AnnotationFileError(
-            path, f"category {name!r} {problem}; only COCO's {NUM_KEYPOINTS} person keypoints "
-            "in COCO order are supported")
-
-
-def _skeleton_of(record: dict, path: Path) -> tuple[tuple[int, int], ...]:
-    """The category's limbs as 1-based keypoint pairs (COCO's if the file has none)."""
-    limbs = record.get("skeleton")
-    if limbs is None:
-        return SKELETON
-    valid = isinstance(limbs, list) and all(
-        isinstance(limb, list) and len(limb) == 2
-        and all(isinstance(k, int) and 1 <= k <= NUM_KEYPOINTS for k in limb) for limb in limbs)
-    if not valid:
-        raise AnnotationFileError(path, f"category {record['name']!r}: skeleton must be pairs of "
-                                  f"keypoint numbers 1..{NUM_KEYPOINTS}")
-    return tuple((a, b) for a, b in limbs)
-
-
-def _require(value: Any, kind: type, where: str, path: Path) -> None:
-    if not isinstance(value, kind):
-        raise AnnotationFileError(
-            path, f"{where} must be {_JSON_TYPE_NAMES[kind]}, found {_json_type(value)}")
-
-
-def _field(record: dict, key: str, kind: type, where: str, path: Path) -> Any:
-    """record[key], which must exist and have the JSON type of ``kind`` (ints: integral numbers)."""
-    if key not in record:
-        raise AnnotationFileError(path, f"{where}: missing '{key}'")
-    value = record[key]
-    if kind is int and isinstance(value, float) and value.is_integer():
-        value = record[key] = int(value)  # 640.0 written by some tools
-    if not isinstance(value, kind) or isinstance(value, bool):
-        raise AnnotationFileError(path, f"{where}: '{key}' must be {_JSON_TYPE_NAMES[kind]}, "
-                                  f"found {_json_type(value)}")
-    return value
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _json_type(value: Any) -> str:
-    return _JSON_TYPE_NAMES.get(type(value), type(value).__name__)
