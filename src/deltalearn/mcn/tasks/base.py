@@ -1,0 +1,140 @@
+"""The task unit: one head, its targets, its loss, its decoding and its COCO results."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from ...data.sample import Sample
+
+HEAD_KERNEL = 3  # the hidden conv of every head, as CenterNet
+
+
+@dataclass(frozen=True)
+class HeadSpec:
+    """One named output of a task head."""
+
+    channels: int  # output channels of the final 1x1 conv
+    bias: float = 0.0  # initial bias of that conv, e.g. focal_prior_bias(0.1) for heatmaps
+
+
+def make_head(in_channels: int, head_channels: int, spec: HeadSpec) -> nn.Sequential:
+    """CenterNet's head: 3x3 conv -> ReLU -> 1x1 conv to ``spec.channels``."""
+    final = nn.Conv2d(head_channels, spec.channels, kernel_size=1)
+    nn.init.constant_(final.bias, spec.bias)
+    return nn.Sequential(
+        nn.Conv2d(in_channels, head_channels, kernel_size=HEAD_KERNEL, padding=HEAD_KERNEL // 2),
+        nn.ReLU(inplace=True),
+        final,
+    )
+
+
+class Results:
+    """Mixin of decoded-result dataclasses: split a batched result into one per image."""
+
+    def unbind(self) -> list[Any]:
+        """Per-image results from a result whose fields all have a leading batch dimension."""
+        fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}  # type: ignore[arg-type]
+        batch = next(iter(fields.values())).shape[0]
+        return [type(self)(**{k: v[i] for k, v in fields.items()}) for i in range(batch)]
+
+
+class Task(nn.Module):
+    """Base of the tasks: owns the head and everything that depends on its outputs.
+
+    Subclasses set ``name`` (the prefix of their output, target and loss keys), ``requires``
+    (names of tasks whose outputs they read) and ``default_term_weights`` (relative weight of
+    each loss term), and implement ``encode_sample``, ``loss_terms``, ``decode``,
+    ``to_coco`` and ``oracle_outputs``.
+    """
+
+    name: ClassVar[str] = ""
+    requires: ClassVar[tuple[str, ...]] = ()
+    default_term_weights: ClassVar[dict[str, float]] = {}
+
+    def __init__(self, heads: Mapping[str, HeadSpec], in_channels: int, head_channels: int = 64,
+                 weight: float = 1.0, term_weights: Mapping[str, float] | None = None) -> None:
+        super().__init__()
+        unknown = set(term_weights or {}) - set(self.default_term_weights)
+        if unknown:
+            raise ValueError(f"task '{self.name}': unknown loss terms {sorted(unknown)}, "
+                             f"known: {sorted(self.default_term_weights)}")
+        self.weight = weight  # share of this task in the multitask loss
+        self.term_weights = {**self.default_term_weights, **(term_weights or {})}
+        self.head_specs = dict(heads)
+        self.heads = nn.ModuleDict({key: make_head(in_channels, head_channels, spec)
+                                    for key, spec in heads.items()})
+
+    def key(self, name: str) -> str:
+        """The task-prefixed key of an output, target or loss term, e.g. ``det.heatmap``."""
+        return f"{self.name}.{name}"
+
+    def forward(self, features: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Raw head outputs from the neck's ``features`` [B, C, h, w], keyed ``<task>.<output>``."""
+        return {self.key(name): head(features) for name, head in self.heads.items()}
+
+    def check_tasks(self, tasks: Mapping[str, Task]) -> None:
+        """Raise ValueError when a task this one reads from is missing from ``tasks``."""
+        missing = [name for name in self.requires if name not in tasks]
+        if missing:
+            raise ValueError(f"task '{self.name}' needs task(s) {missing} in the same model: "
+                             f"{self.requirement_reason()}")
+
+    def requirement_reason(self) -> str:
+        """Why this task needs the tasks in ``requires`` (for the error message)."""
+        return "it reads their outputs"
+
+    def encode(self, samples: Sequence[Sample], output_stride: int) -> dict[str, torch.Tensor]:
+        """Batched training targets of ``samples`` (stacked per-sample targets)."""
+        per_sample = [self.encode_sample(sample, output_stride) for sample in samples]
+        return {key: torch.stack([t[key] for t in per_sample]) for key in per_sample[0]}
+
+    def encode_sample(self, sample: Sample, output_stride: int) -> dict[str, torch.Tensor]:
+        """Targets of one sample, keyed ``<task>.<target>``."""
+        raise NotImplementedError
+
+    def loss(self, outputs: Mapping[str, torch.Tensor],
+             targets: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Weighted loss terms keyed ``<task>.<term>``; terms of weight 0 are not computed."""
+        active = {term: w * self.weight for term, w in self.term_weights.items() if w * self.weight != 0}
+        terms = self.loss_terms(outputs, targets, set(active))
+        return {self.key(term): active[term] * value for term, value in terms.items()}
+
+    def loss_terms(self, outputs: Mapping[str, torch.Tensor], targets: Mapping[str, torch.Tensor],
+                   terms: set[str]) -> dict[str, torch.Tensor]:
+        """Unweighted loss terms named in ``terms``, keyed by term name."""
+        raise NotImplementedError
+
+    def decode(self, outputs: Mapping[str, torch.Tensor], **options: Any) -> list[Any]:
+        """Per-image results (dataclasses) in input-image pixels."""
+        raise NotImplementedError
+
+    def to_coco(self, results: Sequence[Any], samples: Sequence[Sample],
+                category_ids: Sequence[int], min_score: float = 0.0) -> list[dict]:
+        """COCO results entries in original-image coordinates, one list for all images."""
+        raise NotImplementedError
+
+    def oracle_outputs(self, targets: Mapping[str, torch.Tensor], output_stride: int) -> dict[str, torch.Tensor]:
+        """The raw outputs of a perfect network for ``targets``: decoding them measures the
+        ceiling that the output grid and the encoding alone put on the metric."""
+        raise NotImplementedError
+
+
+def boxes_to_original(boxes: torch.Tensor, sample: Sample) -> torch.Tensor:
+    """xyxy input-pixel ``boxes`` [K, 4] -> original-image pixels, clipped to the original image."""
+    corners = sample.to_original(boxes.reshape(-1, 2, 2)).reshape(-1, 4)
+    height, width = sample.orig_size
+    if height > 0 and width > 0:
+        limits = corners.new_tensor([width, height, width, height])
+        corners = torch.minimum(corners.clamp(min=0.0), limits)
+    return corners
+
+
+def xyxy_to_xywh(boxes: torch.Tensor) -> torch.Tensor:
+    """[K, 4] corners -> [K, 4] (x, y, width, height), COCO's box format."""
+    return torch.cat([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], dim=1)

@@ -1,0 +1,149 @@
+"""Object detection as CenterNet: a center heatmap per class, box size and center offset.
+
+Outputs (h, w = input size / output stride):
+  det.heatmap [B, C, h, w]  logits of the center heatmap, one channel per class
+  det.size    [B, 2, h, w]  box (width, height) in grid units (input pixels / stride)
+  det.offset  [B, 2, h, w]  sub-cell (x, y) offset of the center from its cell's corner, in [0, 1)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import torch
+
+from ...data.sample import Sample
+from ..heatmaps import (
+    box_centers, cell_weight, draw_gaussian, find_peaks, focal_prior_bias, gather_cells, integer_radius,
+    logit, scatter_cells, topk_peaks
+)
+from ..losses import focal_loss, masked_l1
+from .base import HeadSpec, Results, Task, boxes_to_original, xyxy_to_xywh
+
+HEATMAP_PRIOR = 0.1  # initial sigmoid of the heatmap logits
+MAX_OBJECTS = 128  # objects per image that get size/offset targets; more are dropped
+TOP_K = 100  # detections decoded per image
+
+
+@dataclass
+class Detections(Results):
+    """Decoded boxes of one image ([K, ...]) or of a batch ([B, K, ...]), best first."""
+
+    boxes: torch.Tensor  # [(B,) K, 4] xyxy in input-image pixels
+    scores: torch.Tensor  # [(B,) K] heatmap peak value in [0, 1]
+    labels: torch.Tensor  # [(B,) K] int64 class index 0..C-1
+
+
+def decode_centers(heatmap: torch.Tensor, size: torch.Tensor, offset: torch.Tensor,
+                   k: int = TOP_K) -> dict[str, torch.Tensor]:
+    """Top-k heatmap peaks and their boxes, from raw outputs on the grid.
+
+    ``heatmap`` [B, C, h, w] logits, ``size`` and ``offset`` [B, 2, h, w]. Returns the
+    entries of :func:`topk_peaks` plus ``boxes`` [B, K, 4] xyxy in grid units. Computed in
+    float32 (grid coordinates need more precision than bfloat16 has).
+    """
+    peaks = topk_peaks(find_peaks(torch.sigmoid(heatmap.float())), k)
+    wh = gather_cells(size.float(), peaks["index"])  # [B, K, 2]
+    sub_cell = gather_cells(offset.float(), peaks["index"])  # [B, K, 2]
+    center_x = peaks["x"].to(wh.dtype) + sub_cell[..., 0]
+    center_y = peaks["y"].to(wh.dtype) + sub_cell[..., 1]
+    half_w, half_h = wh[..., 0] / 2.0, wh[..., 1] / 2.0
+    boxes = torch.stack([center_x - half_w, center_y - half_h, center_x + half_w, center_y + half_h], dim=-1)
+    return {**peaks, "boxes": boxes}
+
+
+def decode_detections(outputs: Mapping[str, torch.Tensor], output_stride: int, k: int = TOP_K) -> Detections:
+    """Batched detections from the raw output dict; export-friendly (max-pool, top-k, gather)."""
+    name = DetectionTask.name
+    found = decode_centers(outputs[f"{name}.heatmap"], outputs[f"{name}.size"], outputs[f"{name}.offset"], k)
+    return Detections(boxes=found["boxes"] * output_stride, scores=found["score"], labels=found["channel"])
+
+
+class DetectionTask(Task):
+    """CenterNet detection of ``num_classes`` classes.
+
+    Targets: a Gaussian at each box center of radius :func:`gaussian_radius` (CenterNet's rule,
+    min_overlap 0.7), size and offset at the center cell, found through ``index`` (flat
+    cell) and ``mask`` (1 for the first ``max_objects`` valid boxes). Cells touching a crowd
+    region get heatmap-loss weight 0 (unless they hold an object center).
+    """
+
+    name = "det"
+    default_term_weights = {"heatmap": 1.0, "size": 0.1, "offset": 1.0}  # CenterNet's weights
+
+    def __init__(self, num_classes: int, in_channels: int, head_channels: int = 64,
+                 max_objects: int = MAX_OBJECTS, weight: float = 1.0,
+                 term_weights: Mapping[str, float] | None = None) -> None:
+        heads = {
+            "heatmap": HeadSpec(num_classes, focal_prior_bias(HEATMAP_PRIOR)),
+            "size": HeadSpec(2),
+            "offset": HeadSpec(2),
+        }
+        super().__init__(heads, in_channels, head_channels, weight, term_weights)
+        self.num_classes = num_classes
+        self.max_objects = max_objects
+
+    def encode_sample(self, sample: Sample, output_stride: int) -> dict[str, torch.Tensor]:
+        height, width = sample.size
+        grid = (height // output_stride, width // output_stride)
+        heatmap = torch.zeros((self.num_classes, *grid))  # [C, h, w]
+        index = torch.zeros(self.max_objects, dtype=torch.int64)  # [K] flat center cell
+        mask = torch.zeros(self.max_objects)  # [K] 1 where a box is encoded
+        size = torch.zeros((self.max_objects, 2))  # [K, 2] (w, h) grid units
+        offset = torch.zeros((self.max_objects, 2))  # [K, 2] center - cell
+        if len(sample.labels) and int(sample.labels.max()) >= self.num_classes:
+            raise ValueError(f"image {sample.image_id}: label {int(sample.labels.max())} "
+                             f"out of range for {self.num_classes} detection classes")
+        centers = box_centers(sample.boxes, output_stride, grid)
+        valid = centers["valid"].nonzero().flatten()[: self.max_objects].tolist()
+        for slot, i in enumerate(valid):
+            cell_x, cell_y = centers["cell"][i].tolist()
+            box_w, box_h = centers["size"][i].tolist()
+            draw_gaussian(heatmap[int(sample.labels[i])], (cell_x, cell_y), integer_radius(box_h, box_w))
+            index[slot] = cell_y * grid[1] + cell_x
+            mask[slot] = 1.0
+            size[slot] = centers["size"][i]
+            offset[slot] = centers["center"][i] - centers["cell"][i]
+        weight = torch.maximum(cell_weight(sample.crowd, output_stride), heatmap.amax(0, keepdim=True).eq(1.0).float())
+        return {self.key("heatmap"): heatmap, self.key("heatmap_weight"): weight, self.key("index"): index,
+                self.key("mask"): mask, self.key("size"): size, self.key("offset"): offset}
+
+    def loss_terms(self, outputs: Mapping[str, torch.Tensor], targets: Mapping[str, torch.Tensor],
+                   terms: set[str]) -> dict[str, torch.Tensor]:
+        key = self.key
+        found: dict[str, torch.Tensor] = {}
+        if "heatmap" in terms:
+            found["heatmap"] = focal_loss(outputs[key("heatmap")], targets[key("heatmap")],
+                                          targets[key("heatmap_weight")])
+        for term in ("size", "offset"):
+            if term in terms:
+                pred = gather_cells(outputs[key(term)], targets[key("index")])  # [B, K, 2]
+                found[term] = masked_l1(pred, targets[key(term)], targets[key("mask")])
+        return found
+
+    def decode(self, outputs: Mapping[str, torch.Tensor], output_stride: int, k: int = TOP_K) -> list[Detections]:
+        return decode_detections(outputs, output_stride, k).unbind()
+
+    def to_coco(self, results: Sequence[Detections], samples: Sequence[Sample],
+                category_ids: Sequence[int], min_score: float = 0.0) -> list[dict]:
+        """COCO ``bbox`` results: xywh in original-image pixels, ``category_ids[label]``."""
+        entries = []
+        for found, sample in zip(results, samples):
+            keep = found.scores >= min_score
+            boxes = xyxy_to_xywh(boxes_to_original(found.boxes[keep].float(), sample))
+            for box, score, label in zip(boxes.tolist(), found.scores[keep].tolist(), found.labels[keep].tolist()):
+                entries.append({"image_id": sample.image_id, "category_id": int(category_ids[label]),
+                                "bbox": [round(v, 2) for v in box], "score": float(score)})
+        return entries
+
+    def oracle_outputs(self, targets: Mapping[str, torch.Tensor], output_stride: int) -> dict[str, torch.Tensor]:
+        key = self.key
+        heatmap = targets[key("heatmap")]
+        batch, _, h, w = heatmap.shape
+        outputs = {key("heatmap"): logit(heatmap)}
+        for term in ("size", "offset"):
+            field = torch.zeros((batch, 2, h, w))
+            scatter_cells(field, targets[key("index")], targets[key(term)], targets[key("mask")])
+            outputs[key(term)] = field
+        return outputs

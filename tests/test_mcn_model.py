@@ -1,0 +1,115 @@
+"""The Multitask CenterNet model: backbones, neck, output names and shapes, task checks."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from deltalearn.data.keypoints import NUM_KEYPOINTS
+from deltalearn.data.sample import Sample
+from deltalearn.mcn import BACKBONES, MultitaskCenterNet, TimmBackbone, UpsampleNeck, build_mcn, normalize_images
+from deltalearn.mcn.tasks import DetectionTask, PoseTask
+
+NUM_CLASSES = 2
+SMALL = {"neck_channels": 16, "head_channels": 8}  # tiny heads: fast on CPU
+INPUT_SIZES = [(128, 128), (96, 160)]  # multiples of 32, one not square
+
+
+def expected_shapes(height: int, width: int, batch: int = 2) -> dict[str, tuple[int, ...]]:
+    h, w = height // 4, width // 4
+    return {
+        "det.heatmap": (batch, NUM_CLASSES, h, w), "det.size": (batch, 2, h, w), "det.offset": (batch, 2, h, w),
+        "seg.logits": (batch, NUM_CLASSES + 1, h, w),
+        "pose.heatmap": (batch, NUM_KEYPOINTS, h, w), "pose.displacement": (batch, 2 * NUM_KEYPOINTS, h, w),
+        "pose.offset": (batch, 2 * NUM_KEYPOINTS, h, w),
+    }
+
+
+@pytest.mark.parametrize("backbone", BACKBONES)
+def test_every_backbone_gives_stride_4_outputs(backbone: str) -> None:
+    model = build_mcn(backbone, num_classes=NUM_CLASSES, **SMALL).eval()
+    assert model.output_stride == 4
+    channels = model.backbone.channels
+    assert len(channels) == 4 and model.backbone.reductions == [4, 8, 16, 32]
+    with torch.no_grad():
+        for height, width in INPUT_SIZES:
+            outputs = model(torch.randn(2, 3, height, width))
+            assert {k: tuple(v.shape) for k, v in outputs.items()} == expected_shapes(height, width)
+
+
+@pytest.mark.parametrize("tasks", [("det",), ("seg",), ("det", "seg"), ("det", "pose"), ("seg", "pose", "det")])
+def test_forward_returns_exactly_the_enabled_tasks(tasks: tuple[str, ...]) -> None:
+    model = build_mcn("resnet18", tasks=tasks, num_classes=NUM_CLASSES, **SMALL).eval()
+    with torch.no_grad():
+        outputs = model(torch.randn(1, 3, 64, 64))
+    assert {key.split(".")[0] for key in outputs} == set(tasks)
+    assert set(outputs) == {k for k in expected_shapes(64, 64) if k.split(".")[0] in tasks}
+
+
+def test_pose_without_detection_is_refused() -> None:
+    with pytest.raises(ValueError, match="'pose' needs task 'det'"):
+        build_mcn("resnet18", tasks=("seg", "pose"), **SMALL)
+    backbone = TimmBackbone("resnet18")
+    neck = UpsampleNeck(backbone.channels, backbone.reductions, 16)
+    with pytest.raises(ValueError, match="needs task"):
+        MultitaskCenterNet(backbone, neck, {"pose": PoseTask(in_channels=16)})
+    with pytest.raises(ValueError, match="name 'det'"):
+        MultitaskCenterNet(backbone, neck, {"detection": DetectionTask(1, in_channels=16)})
+
+
+def test_bad_names_are_refused_clearly() -> None:
+    with pytest.raises(ValueError, match="did you mean \\['seg'\\]"):
+        build_mcn("resnet18", tasks=("det", "segm"))
+    with pytest.raises(ValueError, match="unknown timm backbone"):
+        build_mcn("resnet_18")
+    with pytest.raises(ValueError, match="loss weight"):
+        build_mcn("resnet18", loss_weights={"size": 0.1})
+
+
+def test_shared_keypoint_offset_and_loss_weights() -> None:
+    model = build_mcn("resnet18", tasks=("det", "pose"), pose_offsets="shared",
+                      loss_weights={"det.size": 0.5, "pose.offset": 2.0}, **SMALL)
+    assert model.tasks["pose"].head_specs["offset"].channels == 2
+    assert model.tasks["det"].term_weights["size"] == 0.5
+    assert model.tasks["pose"].term_weights == {"heatmap": 1.0, "displacement": 1.0, "offset": 2.0}
+
+
+def test_heatmap_heads_start_at_the_prior() -> None:
+    model = build_mcn("resnet18", num_classes=NUM_CLASSES, **SMALL).eval()
+    with torch.no_grad():
+        outputs = model(torch.zeros(1, 3, 64, 64))
+    for key in ("det.heatmap", "pose.heatmap"):
+        assert torch.sigmoid(outputs[key]).mean().item() == pytest.approx(0.1, abs=0.05)
+
+
+def test_encode_loss_backward_and_decode() -> None:
+    model = build_mcn("resnet18", num_classes=NUM_CLASSES, person_label=1, **SMALL)
+    size = 64
+    masks = torch.zeros((2, size, size), dtype=torch.bool)
+    masks[0, 8:40, 8:24] = True
+    masks[1, 30:60, 36:60] = True
+    keypoints = torch.zeros((2, NUM_KEYPOINTS, 3))
+    keypoints[1, :, 0], keypoints[1, :, 1], keypoints[1, :, 2] = 48.0, torch.linspace(32, 58, NUM_KEYPOINTS), 2
+    sample = Sample(image=torch.randint(0, 255, (3, size, size), dtype=torch.uint8),
+                    boxes=torch.tensor([[8.0, 8.0, 24.0, 40.0], [36.0, 30.0, 60.0, 60.0]]),
+                    labels=torch.tensor([0, 1]), masks=masks, keypoints=keypoints,
+                    crowd=torch.zeros((size, size), dtype=torch.bool), orig_size=(size, size))
+    targets = model.encode([sample, sample])
+    outputs = model(normalize_images(torch.stack([sample.image, sample.image])))
+    losses = model.loss(outputs, targets)
+    assert set(losses) == {"det.heatmap", "det.size", "det.offset", "seg.ce", "pose.heatmap",
+                           "pose.displacement", "pose.offset", "loss"}
+    assert torch.isfinite(losses["loss"])
+    losses["loss"].backward()
+    assert model.backbone.body.conv1.weight.grad.abs().sum() > 0
+    decoded = model.decode(outputs, det={"k": 10}, pose={"k": 5})
+    assert len(decoded["det"]) == 2 and decoded["det"][0].boxes.shape == (10, 4)
+    assert decoded["pose"][1].keypoints.shape == (5, NUM_KEYPOINTS, 2)
+    assert decoded["seg"][0].labels.shape == (size, size)
+
+
+def test_normalize_images() -> None:
+    images = torch.full((1, 3, 2, 2), 255, dtype=torch.uint8)
+    normalized = normalize_images(images)
+    assert normalized[0, :, 0, 0].tolist() == pytest.approx([(1 - 0.485) / 0.229, (1 - 0.456) / 0.224,
+                                                             (1 - 0.406) / 0.225])
