@@ -1,0 +1,45 @@
+"""Two CPU processes under torchrun (gloo): DDP keeps the ranks' weights identical."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from deltalearn.engine.checkpoint import read_weights
+from deltalearn.engine.metrics_log import read_metrics
+
+WORKER = Path(__file__).with_name("ddp_worker.py")
+SRC = Path(__file__).resolve().parents[1] / "src"
+
+
+@pytest.mark.skipif(not torch.distributed.is_available(), reason="this torch build has no torch.distributed")
+def test_two_processes_train_to_identical_weights(tmp_path: Path) -> None:
+    path = os.pathsep.join(filter(None, [str(SRC), os.environ.get("PYTHONPATH")]))
+    env = os.environ | {"OMP_NUM_THREADS": "1", "PYTHONPATH": path}
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+               str(WORKER), str(tmp_path)]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
+    assert all(rank["ddp"] for rank in ranks)
+    for key, value in ranks[0]["final"].items():
+        assert torch.equal(value, ranks[1]["final"][key]), key
+    assert any(not torch.equal(ranks[0]["final"][k], ranks[0]["initial"][k]) for k in ranks[0]["final"])
+    # each rank trained on its own half of the data, every epoch
+    assert len(ranks[0]["seen"]) == 2 * 16  # 2 epochs of 4 batches of 4 samples
+    for epoch in (slice(0, 16), slice(16, 32)):
+        seen = [set(rank["seen"][epoch]) for rank in ranks]
+        assert not seen[0] & seen[1] and seen[0] | seen[1] == set(range(32))
+
+    # rank 0 alone wrote the run folder, without DDP's "module." prefix
+    saved = read_weights(tmp_path / "run" / "last.safetensors")
+    assert saved.keys() == ranks[0]["final"].keys()
+    assert all(torch.equal(saved[k], ranks[0]["final"][k]) for k in saved)
+    steps = [r["step"] for r in read_metrics(tmp_path / "run") if r["split"] == "train"]
+    assert steps == list(range(1, 9))
