@@ -3,7 +3,7 @@
 import torch
 
 from deltalearn.data.keypoints import KEYPOINT_NAMES, NUM_KEYPOINTS
-from deltalearn.data.sample import Sample
+from deltalearn.data.sample import Sample, empty_targets
 from deltalearn.data.transforms import Letterbox, RandomHorizontalFlip, eval_transforms, train_transforms
 
 LEFT_EYE, RIGHT_EYE = KEYPOINT_NAMES.index("left_eye"), KEYPOINT_NAMES.index("right_eye")
@@ -95,3 +95,11 @@ def test_train_transforms_are_seeded():
     torch.manual_seed(3)
     b = transform(make_sample())
     assert torch.equal(a.image, b.image) and torch.equal(a.boxes, b.boxes)
+
+
+def test_transforms_of_an_image_without_objects():
+    empty = Sample(image=torch.zeros((3, 40, 50), dtype=torch.uint8), **empty_targets(40, 50), orig_size=(40, 50))
+    for transform in (train_transforms(64), eval_transforms(64), RandomHorizontalFlip(1.0)):
+        out = transform(empty)
+        assert len(out.labels) == 0 and out.keypoints.shape == (0, NUM_KEYPOINTS, 3)
+        assert out.masks.shape[1:] == out.size

@@ -160,6 +160,11 @@ class CocoDataset(torch.utils.data.Dataset):
     # ------------------------------------------------------------------------- samples
 
     @property
+    def keypoint_category_ids(self) -> frozenset[int]:
+        """COCO ids of the selected categories that define keypoints (person)."""
+        return self._keypoint_category_ids
+
+    @property
     def has_keypoints(self) -> bool:
         """Whether a selected category carries COCO's 17 person keypoints."""
         return bool(self.keypoint_names)
@@ -182,7 +187,7 @@ class CocoDataset(torch.utils.data.Dataset):
         except DataError as error:
             if self.strict:
                 raise
-            self._record_skip(index, error)
+            self.record_skip(index, error)
             return None
         return self.transforms(sample) if self.transforms is not None else sample
 
@@ -215,7 +220,7 @@ class CocoDataset(torch.utils.data.Dataset):
             ann_ids=ann_ids,
         )
 
-    def _record_skip(self, index: int, error: DataError) -> None:
+    def record_skip(self, index: int, error: DataError) -> None:
         if index in self._skipped_index:
             return
         self._skipped_index.add(index)
@@ -342,7 +347,7 @@ class CocoDataset(torch.utils.data.Dataset):
             try:
                 self.load(index)
             except DataError as error:
-                self._record_skip(index, error)
+                self.record_skip(index, error)
         report = self.summary()
         report["skipped"] = list(self.skipped)  # (image file, reason)
         report["dropped_boxes"] = self.dropped_boxes

@@ -46,7 +46,8 @@ def from_tv(data: dict[str, Any], like: Sample, **changes: Any) -> Sample:
     height, width = image.shape[-2:]
     boxes = data["boxes"].as_subclass(torch.Tensor).float()
     n = boxes.shape[0]
-    xy = data["keypoints"].as_subclass(torch.Tensor).reshape(n, -1, 2).float()
+    joints = like.keypoints.shape[1]
+    xy = data["keypoints"].as_subclass(torch.Tensor).reshape(n, joints, 2).float()
     vis = data["visibility"].clone()
     inside = (xy[..., 0] >= 0) & (xy[..., 0] < width) & (xy[..., 1] >= 0) & (xy[..., 1] < height)
     vis = torch.where(inside, vis, torch.zeros_like(vis))
@@ -113,8 +114,8 @@ class RandomHorizontalFlip:
         data = to_tv(sample)
         for key in ("image", "boxes", "masks", "crowd", "keypoints"):
             data[key] = F.horizontal_flip(data[key])
-        n = sample.keypoints.shape[0]
-        points = data["keypoints"].reshape(n, -1, 2)[:, self.permutation].reshape(-1, 2)
+        n, joints = sample.keypoints.shape[:2]
+        points = data["keypoints"].reshape(n, joints, 2)[:, self.permutation].reshape(-1, 2)
         data["keypoints"] = tv_tensors.wrap(points, like=data["keypoints"])
         data["visibility"] = data["visibility"][:, self.permutation]
         return from_tv(data, sample)

@@ -178,8 +178,10 @@ class Trainer:
         device: torch.device | str | None = None,
         resume: bool = False,
         iters_per_epoch: int | None = None,
+        metadata: dict[str, str] | None = None,
     ) -> None:
         self.config = config
+        self.metadata = dict(metadata or {})  # written into every weights file, e.g. the model's config
         self.run_dir = Path(run_dir)
         self.device = process_device(device)
         self.dist = init_distributed(self.device)
@@ -310,10 +312,10 @@ class Trainer:
         if self.dist.is_main:
             position = {"epoch": str(self.epoch), "global_step": str(self.global_step)}
             improved = self._improved(metrics)
-            ckpt.save_weights(self.model, self.run_dir / ckpt.LAST_WEIGHTS, metadata=position)
+            ckpt.save_weights(self.model, self.run_dir / ckpt.LAST_WEIGHTS, metadata={**self.metadata, **position})
             ckpt.save_state(self._state(rng), self.run_dir / ckpt.LAST_STATE)
             if improved:
-                ckpt.save_weights(self.model, self.run_dir / ckpt.BEST_WEIGHTS, metadata=position)
+                ckpt.save_weights(self.model, self.run_dir / ckpt.BEST_WEIGHTS, metadata={**self.metadata, **position})
         barrier()
 
     def _improved(self, metrics: dict[str, float]) -> bool:

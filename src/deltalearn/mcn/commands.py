@@ -5,26 +5,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..data.errors import DataError
 
-
-def _add_data_args(parser: argparse.ArgumentParser) -> None:
+def _add_data_args(parser: argparse.ArgumentParser, categories: bool = True) -> None:
     group = parser.add_argument_group("data (either --data, or --ann with --images)")
     group.add_argument("--data", type=Path, help="folder with annotations.json and images/")
     group.add_argument("--ann", type=Path, help="COCO annotation file, e.g. instances_val2017.json")
     group.add_argument("--images", type=Path, help="image folder of --ann, e.g. val2017/")
-    group.add_argument("--categories", nargs="+", help="category subset by name or id, e.g. person")
-
-
-def _data_paths(args: argparse.Namespace) -> tuple[Path, Path]:
-    """(annotation file, image folder) from --data or --ann/--images."""
-    if args.data is not None and (args.ann is not None or args.images is not None):
-        raise DataError(args.data, "give either --data or --ann with --images, not both")
-    if args.data is not None:
-        return args.data / "annotations.json", args.data / "images"
-    if args.ann is None or args.images is None:
-        raise DataError("<command line>", "no data: give --data DIR, or --ann FILE with --images DIR")
-    return args.ann, args.images
+    if categories:
+        group.add_argument("--categories", nargs="+", help="category subset by name or id, e.g. person")
 
 
 def _cmd_synth(args: argparse.Namespace) -> int:
@@ -40,13 +28,85 @@ def _cmd_synth(args: argparse.Namespace) -> int:
 
 
 def _cmd_show(args: argparse.Namespace) -> int:
-    from ..data.coco import CocoDataset
     from ..data.inspect import show_dataset
+    from .data import open_coco
 
-    ann_file, image_dir = _data_paths(args)
-    dataset = CocoDataset(ann_file, image_dir, categories=args.categories)
+    dataset = open_coco(args.data, args.ann, args.images, args.categories)
     show_dataset(dataset, out_dir=args.out, limit=args.limit)
     return 0
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from ..config import load_config
+    from .config import MCNConfig
+    from .data import open_coco
+    from .train import train
+
+    saved = args.out / "config.yaml"
+    config_path = args.config if args.config is not None or not (args.resume and saved.is_file()) else saved
+    config = load_config(MCNConfig, config_path, args.overrides)
+    categories = config.data.categories or args.categories
+    train_set = open_coco(args.data, args.ann, args.images, categories)
+    val_set = open_coco(args.val_data, None, None, categories) if args.val_data else None
+    metrics = train(config, train_set, args.out, val_set=val_set, resume=args.resume)
+    print(f"run folder: {args.out}")
+    print(format_metrics({k: v for k, v in metrics.items() if k in METRIC_KEYS}))
+    return 0
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    import json
+
+    from torch.utils.data import DataLoader
+
+    from ..config import atomic_write_text
+    from .data import EvalDataset, collate_eval, open_coco
+    from .inference import Predictor, evaluate, load_model
+
+    model, info = load_model(args.weights)
+    categories = [name for name in info.category_names]
+    dataset = open_coco(args.data, args.ann, args.images, categories)
+    if list(dataset.category_ids) != info.category_ids:
+        raise ValueError(f"{dataset.ann_file}: categories {dataset.category_names} (ids {dataset.category_ids}) do not "
+                         f"match the model's {info.category_names} (ids {info.category_ids})")
+    loader = DataLoader(EvalDataset(dataset, info.config.data.image_size), batch_size=args.batch_size,
+                        num_workers=args.workers, collate_fn=collate_eval)
+    metrics = evaluate(Predictor(model, info, precision=args.precision), loader, dataset.coco, progress=True,
+                       total=len(loader))
+    print(format_metrics(metrics, title=f"{args.weights} on {len(dataset) - len(dataset.skipped)} images"))
+    if dataset.skipped:
+        print(f"skipped {len(dataset.skipped)} bad image(s)")
+    if args.json:
+        atomic_write_text(args.json, json.dumps(metrics, indent=2) + "\n")
+    return 0
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from .inference import load_model
+    from .predict import predict_images
+
+    model, info = load_model(args.weights)
+    predict_images(model, info, args.source, args.out, score_threshold=args.score, precision=args.precision)
+    return 0
+
+
+METRIC_KEYS = ("det_ap", "det_ap50", "pose_ap", "pose_ap50", "seg_iou", "seg_miou")
+
+
+def format_metrics(metrics: dict[str, float], title: str = "") -> str:
+    """The metrics as a table in the layout of the paper's Table 1 (percent)."""
+    columns = [("seg IoU", "seg_iou"), ("seg mIoU", "seg_miou"), ("det AP", "det_ap"), ("det AP50", "det_ap50"),
+               ("pose AP", "pose_ap"), ("pose AP50", "pose_ap50")]
+    header = " | ".join(f"{name:>9}" for name, _ in columns)
+    row = " | ".join(f"{100 * metrics[key]:9.1f}" if key in metrics else f"{'-':>9}" for _, key in columns)
+    lines = [title] if title else []
+    return "\n".join(lines + [header, row])
+
+
+def _add_weights_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--weights", type=Path, required=True, help="run folder (best, else last weights) or .safetensors")
+    parser.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"),
+                        help="inference precision (auto: bf16 where the device has it)")
 
 
 def register(systems: argparse._SubParsersAction) -> None:
@@ -67,3 +127,27 @@ def register(systems: argparse._SubParsersAction) -> None:
     show.add_argument("--out", type=Path, default=Path("show"), help="folder for drawings (default ./show)")
     show.add_argument("--limit", type=int, default=16, help="images to draw (default 16)")
     show.set_defaults(func=_cmd_show)
+
+    train = commands.add_parser("train", help="train a Multitask CenterNet")
+    train.add_argument("--config", type=Path, help="YAML config, e.g. configs/mcn/synth_seg_det_pose.yaml")
+    _add_data_args(train)
+    train.add_argument("--val-data", type=Path, help="validation folder with annotations.json and images/")
+    train.add_argument("--out", type=Path, default=Path("runs/mcn"), help="run folder (default runs/mcn)")
+    train.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    train.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. train.epochs=3")
+    train.set_defaults(func=_cmd_train)
+
+    evaluate = commands.add_parser("eval", help="COCO box/keypoint AP and segmentation IoU of trained weights")
+    _add_weights_args(evaluate)
+    _add_data_args(evaluate, categories=False)
+    evaluate.add_argument("--json", type=Path, help="also write the metrics to this JSON file")
+    evaluate.add_argument("--batch-size", type=int, default=8)
+    evaluate.add_argument("--workers", type=int, default=1)
+    evaluate.set_defaults(func=_cmd_eval)
+
+    predict = commands.add_parser("predict", help="predictions.json and drawings for an image or a folder")
+    _add_weights_args(predict)
+    predict.add_argument("--source", type=Path, required=True, help="an image or a folder of images")
+    predict.add_argument("--out", type=Path, required=True, help="output folder")
+    predict.add_argument("--score", type=float, default=0.3, help="score threshold (default 0.3)")
+    predict.set_defaults(func=_cmd_predict)

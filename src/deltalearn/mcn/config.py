@@ -32,15 +32,34 @@ class ModelConfig:
 
 
 @dataclass
+class DetLossConfig:
+    heatmap: float = 1.0  # penalty-reduced focal loss on the class-center heatmaps
+    size: float = 0.1  # L1 on box width and height (CenterNet's 0.1)
+    offset: float = 1.0  # L1 on the sub-cell center offset
+
+
+@dataclass
+class SegLossConfig:
+    ce: float = 1.0  # cross-entropy over classes and background (crowd pixels ignored)
+    dice: float = 0.0  # soft Dice added to the cross-entropy; 0: off
+
+
+@dataclass
+class PoseLossConfig:
+    heatmap: float = 1.0  # focal loss on the 17 keypoint heatmaps
+    displacement: float = 1.0  # L1 on the center-to-keypoint vectors
+    offset: float = 1.0  # L1 on the keypoint sub-cell offsets
+
+
+@dataclass
 class LossConfig:
-    det: float = 1.0  # weight of the detection heatmap loss
-    det_size: float = 0.1  # weight of the box-size L1 loss (CenterNet's 0.1)
-    det_offset: float = 1.0  # weight of the center-offset L1 loss
-    seg: float = 1.0  # weight of the segmentation cross-entropy
-    seg_dice: float = 0.0  # weight of an extra Dice loss on segmentation
-    pose: float = 1.0  # weight of the keypoint heatmap loss
-    pose_center: float = 1.0  # weight of the center-to-keypoint offset L1 loss
-    pose_offset: float = 1.0  # weight of the keypoint sub-pixel offset L1 loss
+    det: DetLossConfig = field(default_factory=DetLossConfig)
+    seg: SegLossConfig = field(default_factory=SegLossConfig)
+    pose: PoseLossConfig = field(default_factory=PoseLossConfig)
+
+    def weights(self, tasks: list[str]) -> dict[str, float]:
+        """``{"det.size": 0.1, ...}`` of the enabled tasks, as ``build_mcn`` takes them."""
+        return {f"{task}.{term}": weight for task in tasks for term, weight in vars(getattr(self, task)).items()}
 
 
 @dataclass

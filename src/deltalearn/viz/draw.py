@@ -41,6 +41,7 @@ def draw_instances(
     keypoints: torch.Tensor | None = None,
     crowd: torch.Tensor | None = None,
     colours: Sequence[tuple[int, int, int]] | None = None,
+    mask_colours: Sequence[tuple[int, int, int]] | None = None,
     skeleton: Sequence[tuple[int, int]] = SKELETON,
     keypoint_names: Sequence[str] = KEYPOINT_NAMES,
     min_side: int = MIN_DRAW_SIDE,
@@ -49,7 +50,8 @@ def draw_instances(
 
     boxes [N, 4] xyxy; masks [N, H, W] bool; keypoints [N, K, 3] with visibility (v = 1
     drawn hollow-looking in grey, v = 2 in side colours: left orange, right blue); crowd
-    [H, W] bool hatched in grey. ``skeleton`` is 1-based as in COCO.
+    [H, W] bool hatched in grey. ``colours`` per instance (``mask_colours`` where masks are
+    not instances, e.g. one per class). ``skeleton`` is 1-based as in COCO.
     """
     height, width = image.shape[-2:]
     zoom = max(1.0, min_side / max(height, width))
@@ -66,7 +68,8 @@ def draw_instances(
     if crowd is not None and crowd.any():
         out = draw_segmentation_masks(out, crowd[None], alpha=0.6, colors=[(128, 128, 128)])
     if masks is not None and len(masks):
-        out = draw_segmentation_masks(out, masks, alpha=0.55, colors=colours[: len(masks)])
+        fill = list(mask_colours) if mask_colours is not None else colours
+        out = draw_segmentation_masks(out, masks, alpha=0.55, colors=fill[: len(masks)])
     if n:
         width_px = max(1, round(zoom))
         out = draw_bounding_boxes(out, boxes * zoom, labels=list(labels) if labels else None, colors=colours[:n], width=width_px)

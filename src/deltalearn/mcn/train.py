@@ -1,0 +1,96 @@
+"""``deltalearn mcn train``: a Multitask CenterNet on a COCO dataset with the shared engine."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from ..config import save_config
+from ..data.coco import CocoDataset
+from ..data.keypoints import KEYPOINT_NAMES, SKELETON
+from ..engine.distributed import make_loader, unwrap_model
+from ..engine.precision import Precision
+from ..engine.trainer import Trainer
+from .backbones import normalize_images
+from .config import MCNConfig
+from .data import EvalDataset, TrainBatch, TrainCollate, collate_eval, training_transforms
+from .inference import ModelInfo, Predictor, build_model, evaluate, person_label_of
+
+EVAL_BATCH = 8  # images per evaluation batch
+
+
+def model_info(config: MCNConfig, dataset: CocoDataset) -> ModelInfo:
+    """The categories of ``dataset`` and the config, as every weights file will carry them."""
+    keypoint_labels = [label for label, cat_id in enumerate(dataset.category_ids)
+                       if cat_id in dataset.keypoint_category_ids]
+    if "pose" in config.model.tasks and not keypoint_labels:
+        raise ValueError(f"{dataset.ann_file}: model.tasks has pose but no selected category has keypoints")
+    return ModelInfo(
+        config=config,
+        category_ids=list(dataset.category_ids),
+        category_names=list(dataset.category_names),
+        person_label=person_label_of(dataset.category_names, keypoint_labels[0] if keypoint_labels else None),
+        keypoint_names=list(dataset.keypoint_names or KEYPOINT_NAMES),
+        skeleton=[list(limb) for limb in (dataset.skeleton or SKELETON)],
+    )
+
+
+def train(config: MCNConfig, train_set: CocoDataset, run_dir: str | Path, val_set: CocoDataset | None = None,
+          resume: bool = False, device: torch.device | str | None = None) -> dict[str, Any]:
+    """Train into ``run_dir`` (config.yaml, weights, metrics.jsonl); returns the final metrics."""
+    run_dir = Path(run_dir)
+    info = model_info(config, train_set)
+    model = build_model(info)
+    train_set.transforms = training_transforms(config.data, info.keypoint_names)
+    workers = config.data.workers
+    loader = make_loader(
+        train_set, config.train.batch_size, shuffle=True, seed=config.train.seed, drop_last=len(train_set) > config.train.batch_size,
+        num_workers=workers, collate_fn=TrainCollate(model.encode), persistent_workers=workers > 0,
+    )
+    skipped = {"count": 0}
+    trainer: Trainer
+
+    def loss_fn(network: nn.Module, batch: TrainBatch | None) -> dict[str, torch.Tensor]:
+        if batch is None:  # every sample of the batch was bad: a step without gradient signal
+            skipped["count"] += config.train.batch_size
+            zero = sum(p.sum() * 0.0 for p in network.parameters())
+            return {"loss": zero}
+        skipped["count"] += batch.skipped
+        images = normalize_images(batch.images)
+        if trainer.precision.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        outputs = {key: value.float() for key, value in network(images).items()}
+        return unwrap_model(network).loss(outputs, batch.targets)
+
+    evaluate_fn = None
+    if val_set is not None:
+        evaluate_fn = _validation(val_set, config, info, lambda: trainer.precision)
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    save_config(config, run_dir / "config.yaml")
+    trainer = Trainer(model, loss_fn, loader, config.train, run_dir, evaluate=evaluate_fn, resume=resume,
+                      metadata=info.metadata())
+    metrics = trainer.fit()
+    if skipped["count"] or train_set.skipped:
+        warnings.warn(f"{train_set.ann_file}: skipped {max(skipped['count'], len(train_set.skipped))} bad "
+                      "training sample(s) (see the warnings above)", stacklevel=2)
+    metrics["skipped_samples"] = max(skipped["count"], len(train_set.skipped))
+    return metrics
+
+
+def _validation(val_set: CocoDataset, config: MCNConfig, info: ModelInfo,
+                precision: Callable[[], Precision]) -> Callable[[nn.Module], dict[str, float]]:
+    """The trainer's ``evaluate``: the metrics of the enabled tasks on ``val_set``."""
+    loader = DataLoader(EvalDataset(val_set, config.data.image_size), batch_size=EVAL_BATCH,
+                        num_workers=min(config.data.workers, 1), collate_fn=collate_eval)
+
+    def evaluate_fn(network: nn.Module) -> dict[str, float]:
+        return evaluate(Predictor(network, info, precision=precision()), loader, val_set.coco)
+
+    return evaluate_fn
