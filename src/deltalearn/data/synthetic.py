@@ -338,8 +338,8 @@ def _run_jobs(jobs: list[tuple], workers: int, progress: bool) -> list[list[dict
             (Pool(workers, initializer=_init_worker) if workers > 1 else nullcontext()) as pool:
         results = pool.imap(_write_image, jobs, chunksize=4) if workers > 1 else map(_write_image, jobs)
         per_image = []
-        for annotations in results:
-            per_image.append(annotations)
+        for image_annotations in results:
+            per_image.append(image_annotations)
             bar.update(1)
     return per_image
 
