@@ -84,3 +84,17 @@ def test_saved_config_reloads_identically(tmp_path: Path):
     assert load_config(MCNConfig, tmp_path / "run" / "config.yaml") == config
     assert to_dict(config) == saved
     assert not list((tmp_path / "run").glob(".*.tmp"))  # no temporary left behind
+
+
+def test_shipped_configs_by_name_and_all_valid():
+    from deltalearn.config import PACKAGED_CONFIGS, find_config
+
+    assert find_config("synth_det", "mcn") == PACKAGED_CONFIGS / "mcn" / "synth_det.yaml"
+    with pytest.raises(ConfigError, match="did you mean 'synth_det'"):
+        find_config("synth_dett", "mcn")
+    shipped = sorted((PACKAGED_CONFIGS / "mcn").glob("*.yaml"))
+    assert {p.stem for p in shipped} >= {f"{prefix}_{combo}" for prefix in ("synth", "coco_person")
+                                        for combo in ("seg", "det", "seg_det", "det_pose", "seg_det_pose")}
+    for path in shipped:
+        config = load_config(MCNConfig, path)
+        assert path.stem.endswith("_" + "_".join(config.model.tasks))

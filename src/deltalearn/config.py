@@ -188,6 +188,23 @@ def _check_override_keys(root: type, overrides: dict[str, Any]) -> None:
     walk(root, overrides, "")
 
 
+PACKAGED_CONFIGS = Path(__file__).parent / "configs"  # configs/<system>/<name>.yaml, shipped in the package
+
+
+def find_config(path: str | Path | None, system: str) -> Path | None:
+    """A config file path as given, or a bare name of a shipped config (``synth_det``)."""
+    if path is None:
+        return None
+    path = Path(path)
+    if path.is_file() or path.parent != Path(".") or path.suffix:
+        return path
+    packaged = PACKAGED_CONFIGS / system / f"{path.name}.yaml"
+    if packaged.is_file():
+        return packaged
+    names = sorted(p.stem for p in (PACKAGED_CONFIGS / system).glob("*.yaml"))
+    raise ConfigError(f"{path}: no such config file, nor a shipped {system} config{_nearest(path.name, names)}")
+
+
 def read_yaml(path: str | Path) -> dict[str, Any]:
     """Read a YAML mapping; missing or malformed files raise ConfigError naming the file."""
     path = Path(path)

@@ -37,13 +37,15 @@ def _cmd_show(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from ..config import load_config
+    from ..config import find_config, load_config
     from .config import MCNConfig
     from .data import open_coco
     from .train import train
 
     saved = args.out / "config.yaml"
-    config_path = args.config if args.config is not None or not (args.resume and saved.is_file()) else saved
+    config_path = find_config(args.config, "mcn")
+    if config_path is None and args.resume and saved.is_file():
+        config_path = saved
     config = load_config(MCNConfig, config_path, args.overrides)
     categories = config.data.categories or args.categories
     train_set = open_coco(args.data, args.ann, args.images, categories)
@@ -129,7 +131,7 @@ def register(systems: argparse._SubParsersAction) -> None:
     show.set_defaults(func=_cmd_show)
 
     train = commands.add_parser("train", help="train a Multitask CenterNet")
-    train.add_argument("--config", type=Path, help="YAML config, e.g. configs/mcn/synth_seg_det_pose.yaml")
+    train.add_argument("--config", type=Path, help="YAML file, or the name of a shipped config, e.g. synth_seg_det_pose")
     _add_data_args(train)
     train.add_argument("--val-data", type=Path, help="validation folder with annotations.json and images/")
     train.add_argument("--out", type=Path, default=Path("runs/mcn"), help="run folder (default runs/mcn)")
