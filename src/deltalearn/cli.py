@@ -14,7 +14,7 @@ from .config import ConfigError
 from .data.errors import DataError
 
 EXIT_BAD_INPUT = 2
-SYSTEMS = ("mcn",)  # each has a `commands` module whose register(subparsers) adds its commands
+COMMAND_MODULES = ("mcn.commands", "mae.commands", "demo")  # each has register(subparsers)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -24,8 +24,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"deltalearn {__version__}")
     systems = parser.add_subparsers(dest="system", required=True)
-    for module in SYSTEMS:
-        importlib.import_module(f"deltalearn.{module}.commands").register(systems)
+    for module in COMMAND_MODULES:
+        importlib.import_module(f"deltalearn.{module}").register(systems)
     return parser
 
 

@@ -84,11 +84,10 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    from .inference import load_model
+    from .inference import load_predictor
     from .predict import predict_images
 
-    model, info = load_model(args.weights)
-    predict_images(model, info, args.source, args.out, score_threshold=args.score, precision=args.precision)
+    predict_images(load_predictor(args.weights, args.precision), args.source, args.out, score_threshold=args.score)
     return 0
 
 
@@ -106,7 +105,8 @@ def format_metrics(metrics: dict[str, float], title: str = "") -> str:
 
 
 def _add_weights_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--weights", type=Path, required=True, help="run folder (best, else last weights) or .safetensors")
+    parser.add_argument("--weights", type=Path, required=True,
+                        help="run folder (best, else last weights), a .safetensors file, or (predict) an exported .onnx")
     parser.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"),
                         help="inference precision (auto: bf16 where the device has it)")
 

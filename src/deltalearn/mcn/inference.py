@@ -99,6 +99,17 @@ def load_model(weights: str | Path, device: torch.device | str = "cpu") -> tuple
     return model.to(device).eval(), info
 
 
+def load_predictor(weights: str | Path, precision: str = "auto") -> Predictor:
+    """A predictor for PyTorch weights (run folder or .safetensors) or an exported ``.onnx``
+    model, which runs in onnxruntime."""
+    if Path(weights).suffix.lower() == ".onnx":
+        from ..export.runtime import OnnxPredictor
+
+        return OnnxPredictor(weights)
+    model, info = load_model(weights)
+    return Predictor(model, info, precision=precision)
+
+
 class Predictor:
     """Batched inference: letterboxed samples in, decoded results per task out."""
 

@@ -17,7 +17,6 @@ from ..data.sample import Sample, empty_targets
 from ..data.transforms import Letterbox
 from ..viz.draw import draw_instances, palette, save_png
 from .inference import ModelInfo, Predictor
-from .model import MultitaskCenterNet
 from .tasks.base import boxes_to_original
 from .tasks.segmentation import labels_to_original
 
@@ -34,17 +33,16 @@ def list_images(source: Path) -> list[Path]:
     return sorted(p for p in source.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
 
 
-def predict_images(model: MultitaskCenterNet, info: ModelInfo, source: str | Path, out_dir: str | Path,
-                   score_threshold: float = 0.3, precision: str = "auto") -> dict:
+def predict_images(predictor: Predictor, source: str | Path, out_dir: str | Path, score_threshold: float = 0.3) -> dict:
     """Write ``out_dir/predictions.json`` (COCO results; each entry also names its ``task`` and
     ``file_name``) and one drawing per image. A bad image in a folder is skipped and counted;
-    a single bad image is an error."""
+    a single bad image is an error. ``predictor``: a PyTorch :class:`Predictor` or any object
+    with its ``info``, ``decode`` and ``coco_results`` (the ONNX runtime's)."""
     source, out_dir = Path(source), Path(out_dir)
     paths = list_images(source)
     if not paths:
         raise DataError(source, f"no images ({', '.join(IMAGE_EXTENSIONS)}) in this folder")
-    predictor = Predictor(model, info, precision=precision)
-    letterbox = Letterbox(info.config.data.image_size)
+    letterbox = Letterbox(predictor.info.config.data.image_size)
     entries: list[dict] = []
     skipped: list[str] = []
     batch: list[tuple[Sample, Sample]] = []

@@ -1,0 +1,91 @@
+"""``deltalearn mae ...``: the masked-autoencoder commands."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..data.errors import DataError
+
+
+def _cmd_synth(args: argparse.Namespace) -> int:
+    from .data import generate_composites
+
+    stats = generate_composites(args.out, num_images=args.images, size=args.size, seed=args.seed,
+                                workers=args.workers)
+    print(f"wrote {stats['images']} images and foreground masks ({args.size} px, seed {args.seed}) to {args.out} "
+          f"in {stats['seconds']:.1f} s ({stats['images_per_s']} images/s, {stats['workers']} processes); "
+          f"mean foreground share {stats['mean_foreground']}")
+    return 0
+
+
+def _cmd_pretrain(args: argparse.Namespace) -> int:
+    from ..config import find_config, load_config
+    from .config import MAEPretrainConfig
+    from .pretrain import CONFIG_FILE, pretrain
+
+    for flag, folder in (("--data", args.data), ("--val-data", args.val_data)):
+        if folder is not None and not folder.is_dir():
+            raise DataError(folder, f"{flag} folder not found")
+    config_path = find_config(args.config, "mae")
+    if config_path is None and args.resume and (args.out / CONFIG_FILE).is_file():
+        config_path = args.out / CONFIG_FILE  # resuming: the run's own config
+    config = load_config(MAEPretrainConfig, config_path, args.overrides)
+    result = pretrain(config, args.data, args.out, val_dir=args.val_data, resume=args.resume)
+    val = "".join(f", {k} {result[k]:.4f}" for k in ("val_loss", "val_baseline_loss") if k in result)
+    stop = " (stopped by train.max_minutes)" if result["stopped_early"] else ""
+    print(f"done: epoch {result['epoch']}, step {result['step']}{stop}, train loss {result.get('train_loss', float('nan')):.4f}"
+          f"{val}; weights {result['weights']}")
+    return 0
+
+
+def _cmd_reconstruct(args: argparse.Namespace) -> int:
+    from .pretrain import load_trained_mae
+    from .reconstruct import reconstruct_files
+
+    if not 0.0 <= args.mask_ratio < 1.0:
+        raise ValueError(f"--mask-ratio must be in [0, 1), got {args.mask_ratio}")
+    model = load_trained_mae(args.weights, args.variant, args.norm_pix_loss)
+    stats = reconstruct_files(model, args.source, args.out, mask_ratio=args.mask_ratio, seed=args.seed)
+    print(f"wrote {stats['images']} reconstruction figures to {args.out} ({stats['skipped']} unreadable images "
+          f"skipped); mean masked-patch loss {stats['mean_loss']:.4f}")
+    return 0
+
+
+def register(systems: argparse._SubParsersAction) -> None:
+    """Add ``mae`` and its commands to the top-level parser."""
+    mae = systems.add_parser("mae", help="masked autoencoder: data, pretraining, reconstructions")
+    commands = mae.add_subparsers(dest="command", required=True)
+
+    synth = commands.add_parser("synth", help="generate composite images with ground-truth foreground masks")
+    synth.add_argument("--out", type=Path, required=True, help="output folder (images/, masks/)")
+    synth.add_argument("--images", type=int, default=1000, help="number of images (default 1000)")
+    synth.add_argument("--size", type=int, default=64, help="image side in pixels (default 64)")
+    synth.add_argument("--seed", type=int, default=0, help="random seed; same seed, same bytes (default 0)")
+    synth.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
+    synth.set_defaults(func=_cmd_synth)
+
+    pre = commands.add_parser("pretrain", help="pretrain an MAE on a folder of images")
+    pre.add_argument("--config", type=Path, default=None,
+                     help="YAML file, or the name of a shipped config: synth_cpu (the default), imagenet_base; "
+                          "with --resume the default is the run's config.yaml")
+    pre.add_argument("--data", type=Path, required=True,
+                     help="image folder (DIR/images/ when it exists, else DIR), searched recursively")
+    pre.add_argument("--val-data", type=Path, default=None,
+                     help="held-out image folder: val_loss and val_baseline_loss every train.val_every epochs")
+    pre.add_argument("--out", type=Path, default=Path("runs/mae"), help="run folder (default runs/mae)")
+    pre.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    pre.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. train.epochs=3")
+    pre.set_defaults(func=_cmd_pretrain)
+
+    rec = commands.add_parser("reconstruct", help="draw masked inputs, reconstructions and patch errors")
+    rec.add_argument("--weights", type=Path, required=True, help="run folder or weight file")
+    rec.add_argument("--variant", default=None,
+                     help="architecture of an official or Hugging Face checkpoint, e.g. mae_vit_base_patch16")
+    rec.add_argument("--norm-pix-loss", action="store_true",
+                     help="with --variant: the checkpoint predicts normalised patches (official *_full.pth)")
+    rec.add_argument("--source", type=Path, required=True, help="image file or folder (searched recursively)")
+    rec.add_argument("--out", type=Path, required=True, help="output folder, one figure per image")
+    rec.add_argument("--mask-ratio", type=float, default=0.75, help="share of patches removed (default 0.75)")
+    rec.add_argument("--seed", type=int, default=0, help="seed of the random masks (default 0)")
+    rec.set_defaults(func=_cmd_reconstruct)
