@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -18,18 +17,11 @@ from deltalearn.mae import create_mae, load_mae
 from deltalearn.mae.config import MAEPretrainConfig
 from deltalearn.mae.reconstruct import GAP, HEADER, PANEL_MIN_SIDE
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: one thread (see conftest)
+
 SIZE = 32
 TINY_RUN = ["data.image_size=32", "train.batch_size=4", "train.epochs=2", "train.warmup_epochs=1",
             "train.log_every=1", "train.lr=1e-3", "train.precision=fp32"]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Iterator[None]:
-    """Tiny models gain nothing from a second thread; on a busy CPU two threads can crawl."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _one_error_line(capsys: pytest.CaptureFixture, *fragments: str) -> None:

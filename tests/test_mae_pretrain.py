@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -21,16 +20,9 @@ from deltalearn.mae.model import masked_mean, patchify
 from deltalearn.mae import pretrain as pretrain_module
 from deltalearn.mae.pretrain import heldout_losses, mae_param_groups, pretrain, trivial_prediction
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: one thread (see conftest)
+
 CONFIGS = PACKAGED_CONFIGS / "mae"
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Iterator[None]:
-    """Tiny models gain nothing from a second thread; on a busy CPU two threads can crawl."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_trivial_prediction_by_hand() -> None:

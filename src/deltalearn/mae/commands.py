@@ -54,15 +54,13 @@ def _cmd_reconstruct(args: argparse.Namespace) -> int:
 
 def register(systems: argparse._SubParsersAction) -> None:
     """Add ``mae`` and its commands to the top-level parser."""
+    from ..cli import add_synth_args
+
     mae = systems.add_parser("mae", help="masked autoencoder: data, pretraining, reconstructions")
     commands = mae.add_subparsers(dest="command", required=True)
 
     synth = commands.add_parser("synth", help="generate composite images with ground-truth foreground masks")
-    synth.add_argument("--out", type=Path, required=True, help="output folder (images/, masks/)")
-    synth.add_argument("--images", type=int, default=1000, help="number of images (default 1000)")
-    synth.add_argument("--size", type=int, default=64, help="image side in pixels (default 64)")
-    synth.add_argument("--seed", type=int, default=0, help="random seed; same seed, same bytes (default 0)")
-    synth.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
+    add_synth_args(synth, "images/, masks/", images=1000, size=64)
     synth.set_defaults(func=_cmd_synth)
 
     pre = commands.add_parser("pretrain", help="pretrain an MAE on a folder of images")

@@ -113,15 +113,13 @@ def _add_weights_args(parser: argparse.ArgumentParser) -> None:
 
 def register(systems: argparse._SubParsersAction) -> None:
     """Add ``mcn`` and its commands to the top-level parser."""
+    from ..cli import add_synth_args
+
     mcn = systems.add_parser("mcn", help="Multitask CenterNet: data, training, evaluation, inference")
     commands = mcn.add_subparsers(dest="command", required=True)
 
     synth = commands.add_parser("synth", help="generate the synthetic people dataset (COCO format)")
-    synth.add_argument("--out", type=Path, required=True, help="output folder (annotations.json, images/)")
-    synth.add_argument("--images", type=int, default=200, help="number of images (default 200)")
-    synth.add_argument("--size", type=int, default=256, help="image side in pixels (default 256)")
-    synth.add_argument("--seed", type=int, default=0, help="random seed; same seed, same bytes (default 0)")
-    synth.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
+    add_synth_args(synth, "annotations.json, images/", images=200, size=256)
     synth.set_defaults(func=_cmd_synth)
 
     show = commands.add_parser("show", help="summarise a COCO dataset and draw its ground truth")
