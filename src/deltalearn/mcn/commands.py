@@ -151,3 +151,7 @@ def register(systems: argparse._SubParsersAction) -> None:
     predict.add_argument("--out", type=Path, required=True, help="output folder")
     predict.add_argument("--score", type=float, default=0.3, help="score threshold (default 0.3)")
     predict.set_defaults(func=_cmd_predict)
+
+    from ..export.commands import register as register_export
+
+    register_export(commands)  # export, bench
