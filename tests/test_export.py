@@ -174,6 +174,8 @@ def test_int8_is_quantized_close_and_its_metric_change_is_reported(run: Path, da
     proto = onnx.load(str(int8))
     onnx.checker.check_model(proto)
     assert sum(node.op_type == "QuantizeLinear" for node in proto.graph.node) > 10
+    producer = {output: node.op_type for node in proto.graph.node for output in node.output}
+    assert {producer[output.name] for output in proto.graph.output} == {"Conv"}  # the heads' output convs stay float
     assert int8.stat().st_size < 0.4 * exported["raw"].stat().st_size
     reference, found = eager_and_onnx(run, int8, SHAPES[0])
     for name in ("det.heatmap", "seg.logits", "pose.heatmap"):
