@@ -201,7 +201,8 @@ def test_onnx_predictor_mirrors_the_pytorch_one(run: Path, data: Path, exported:
     assert onnx_side.info == info
     decoded = {"torch": torch_side.decode(samples), "onnx": onnx_side.decode(samples)}
     assert {k: len(v) for k, v in decoded["onnx"].items()} == {"det": 3, "seg": 3, "pose": 3}
-    coco = {k: p.coco_results(decoded[k], samples, min_score=0.2) for k, p in (("torch", torch_side), ("onnx", onnx_side))}
+    coco = {k: p.coco_results(decoded[k], samples, min_score=0.2)
+            for k, p in (("torch", torch_side), ("onnx", onnx_side))}
     assert [e["category_id"] for e in coco["onnx"]["det"]] == [e["category_id"] for e in coco["torch"]["det"]]
     assert len(coco["onnx"]["seg"]) == len(coco["torch"]["seg"])
 

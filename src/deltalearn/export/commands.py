@@ -13,7 +13,7 @@ EXPORT_BATCH_CHECK = 2  # images per verification run of an export
 
 def _cmd_export(args: argparse.Namespace) -> int:
     from ..mcn.inference import load_model
-    from .onnx import INPUT_MULTIPLE, export_onnx
+    from .onnx import INPUT_MULTIPLE, export_onnx, trace_side
     from .quantize import calibration_batches, quantize_int8
     from .runtime import DECISION_TOLERANCE, EXPORT_TOLERANCE, verify_export
 
@@ -22,8 +22,8 @@ def _cmd_export(args: argparse.Namespace) -> int:
     if args.int8 != (args.calib is not None):
         raise ValueError("--int8 and --calib DIR go together: INT8 ranges are calibrated on the images in DIR")
     model, info = load_model(args.weights)  # a checkpoint that does not fit its config fails here
-    size = info.config.data.image_size
-    calibration = calibration_batches(args.calib, size, args.calib_images) if args.int8 else []
+    calibration = calibration_batches(args.calib, info.config.data.image_size, args.calib_images) if args.int8 else []
+    size = trace_side(model.output_stride, info.config.data.image_size)  # of the verification inputs
     with tempfile.TemporaryDirectory(prefix="mcn_export_") as tmp:
         fp32 = Path(tmp) / "fp32.onnx" if args.int8 else args.out
         export = export_onnx(model, info, fp32, decode=args.decode)
@@ -81,7 +81,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     from .quantize import CALIBRATION_IMAGES
 
     export = commands.add_parser("export", help="export trained weights to ONNX (optionally INT8, with decoding)")
-    export.add_argument("--weights", type=Path, required=True, help="run folder (best, else last weights) or .safetensors")
+    export.add_argument("--weights", type=Path, required=True,
+                        help="run folder (best, else last weights) or .safetensors")
     export.add_argument("--out", type=Path, required=True, help="the .onnx file to write")
     export.add_argument("--decode", action="store_true",
                         help="put decoding (peak test, top-K, boxes, keypoints, label map) inside the graph")
@@ -102,5 +103,6 @@ def register(commands: argparse._SubParsersAction) -> None:
                        help=f"comma-separated runtime paths (default all: {','.join(PATHS)})")
     bench.add_argument("--threads", type=int, default=0, help="intra-op threads (default: torch's)")
     bench.add_argument("--no-memory", action="store_true", help="skip the peak-memory processes")
-    bench.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. model.head_channels=256")
+    bench.add_argument("overrides", nargs="*", metavar="key=value",
+                       help="config overrides, e.g. model.head_channels=256")
     bench.set_defaults(func=_cmd_bench)

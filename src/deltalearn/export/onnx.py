@@ -157,7 +157,8 @@ def export_onnx(model: MultitaskCenterNet, info: ModelInfo, path: str | Path, de
     side = trace_side(stride, info.config.data.image_size)
     axes = dynamic_axes(graph, side, stride)
     names = [key for key in axes if key != INPUT_NAME]
-    export = ExportInfo(decoded=decode, outputs=names, output_stride=stride, min_cells=TOP_K if decode else 1)
+    finds_peaks = decode and any(isinstance(task, (DetectionTask, PoseTask)) for task in model.tasks.values())
+    export = ExportInfo(decoded=decode, outputs=names, output_stride=stride, min_cells=TOP_K if finds_peaks else 1)
     path = Path(path)
     with atomic_path(path) as tmp, torch.no_grad(), warnings.catch_warnings():
         # the decoding's min(k, cells) is traced as the constant TOP_K: ExportInfo.min_cells says so

@@ -330,7 +330,8 @@ def format_report(result: dict[str, Any]) -> str:
     """The result as a few lines and a table, for the terminal and the docs."""
     setup = result["setup"]
     lines = [
-        f"{setup['backbone']}, tasks {'+'.join(setup['tasks'])} vs {' | '.join('+'.join(t) for t in setup['composition'])}; "
+        f"{setup['backbone']}, tasks {'+'.join(setup['tasks'])} vs "
+        f"{' | '.join('+'.join(t) for t in setup['composition'])}; "
         f"neck {setup['neck_channels']} / head {setup['head_channels']} channels; {setup['size']} px, batch "
         f"{setup['batch']}, {setup['threads']} threads; medians of {setup['runs']} interleaved runs; load average "
         f"{setup['load_average'][0]} before, {setup['load_average'][1]} after",

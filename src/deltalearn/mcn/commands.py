@@ -63,9 +63,10 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
     from ..config import atomic_write_text
     from .data import EvalDataset, collate_eval, open_coco
-    from .inference import Predictor, evaluate, load_model
+    from .inference import evaluate, load_predictor
 
-    model, info = load_model(args.weights)
+    predictor = load_predictor(args.weights, args.precision)  # PyTorch weights or an exported .onnx
+    info = predictor.info
     categories = [name for name in info.category_names]
     dataset = open_coco(args.data, args.ann, args.images, categories)
     if list(dataset.category_ids) != info.category_ids:
@@ -73,7 +74,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
                          f"match the model's {info.category_names} (ids {info.category_ids})")
     loader = DataLoader(EvalDataset(dataset, info.config.data.image_size), batch_size=args.batch_size,
                         num_workers=args.workers, collate_fn=collate_eval)
-    metrics = evaluate(Predictor(model, info, precision=args.precision), loader, dataset.coco, progress=True,
+    metrics = evaluate(predictor, loader, dataset.coco, progress=True,
                        total=len(loader))
     print(format_metrics(metrics, title=f"{args.weights} on {len(dataset) - len(dataset.skipped)} images"))
     if dataset.skipped:
