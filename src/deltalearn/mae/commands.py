@@ -52,11 +52,74 @@ def _cmd_reconstruct(args: argparse.Namespace) -> int:
     return 0
 
 
+def _segmenter(args: argparse.Namespace):
+    from ..config import load_config
+    from .pretrain import load_trained_mae
+    from .segment import PatchGraphConfig, PatchGraphSegmenter
+
+    config = load_config(PatchGraphConfig, args.config, args.overrides)
+    model = load_trained_mae(args.weights, args.variant, args.norm_pix_loss)
+    return PatchGraphSegmenter(model, config)
+
+
+def _cmd_segment(args: argparse.Namespace) -> int:
+    from .segment import segment_files
+
+    segmenter = _segmenter(args)
+    stats = segment_files(segmenter, args.source, args.out, figures=not args.no_figures)
+    print(f"wrote {stats['images']} masks to {args.out / 'masks'}"
+          + ("" if args.no_figures else f" and figures to {args.out / 'figures'}")
+          + f" ({stats['skipped']} images skipped)")
+    return 0
+
+
+def format_eval(result: dict) -> str:
+    """The results table of ``mae eval``."""
+    rows = [("patch graph" + (" + GrabCut" if result["method"] == "graph+grabcut" else ""), result)]
+    rows += [(f"  variant {name}", scores) for name, scores in result["variants"].items() if name != result["method"]]
+    rows += [(f"  baseline {name}", scores) for name, scores in result["baselines"].items()]
+    rows.append((f"  patch-grid ceiling {result['grid'][0]}x{result['grid'][1]}", result["patch_ceiling"]))
+    lines = [f"{'method':<34} {'IoU':>7} {'max F':>7}"]
+    lines += [f"{name:<34} {s['iou']:>7.3f} {s['max_fbeta']:>7.3f}" for name, s in rows]
+    lines.append(f"{result['images']} images, {result['skipped']} skipped, {result['seconds']:.1f} s")
+    return "\n".join(lines)
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    import json
+
+    from ..config import atomic_write_text, to_dict
+    from .evaluate import evaluate_folder
+
+    if not args.data.is_dir():
+        raise DataError(args.data, "--data folder not found")
+    segmenter = _segmenter(args)
+    result = evaluate_folder(segmenter, args.data, limit=args.limit, baselines=not args.no_baselines)
+    result["config"] = to_dict(segmenter.config)
+    print(format_eval(result))
+    if args.json is not None:
+        atomic_write_text(args.json, json.dumps(result, indent=2) + "\n")
+        print(f"wrote {args.json}")
+    return 0
+
+
+def _add_segment_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--weights", type=Path, required=True, help="MAE run folder or weight file")
+    parser.add_argument("--variant", default=None,
+                        help="architecture of an official or Hugging Face checkpoint, e.g. mae_vit_base_patch16")
+    parser.add_argument("--norm-pix-loss", action="store_true",
+                        help="with --variant: the checkpoint predicts normalised patches (official *_full.pth)")
+    parser.add_argument("--config", type=Path, default=None,
+                        help="YAML of patch-graph settings (deltalearn.mae.segment.PatchGraphConfig)")
+    parser.add_argument("overrides", nargs="*", metavar="key=value",
+                        help="patch-graph settings, e.g. resolution=1.0 refine=grabcut affinity=influence")
+
+
 def register(systems: argparse._SubParsersAction) -> None:
     """Add ``mae`` and its commands to the top-level parser."""
     from ..cli import add_synth_args
 
-    mae = systems.add_parser("mae", help="masked autoencoder: data, pretraining, reconstructions")
+    mae = systems.add_parser("mae", help="masked autoencoder: data, pretraining, reconstructions, patch-graph segmentation")
     commands = mae.add_subparsers(dest="command", required=True)
 
     synth = commands.add_parser("synth", help="generate composite images with ground-truth foreground masks")
@@ -87,3 +150,18 @@ def register(systems: argparse._SubParsersAction) -> None:
     rec.add_argument("--mask-ratio", type=float, default=0.75, help="share of patches removed (default 0.75)")
     rec.add_argument("--seed", type=int, default=0, help="seed of the random masks (default 0)")
     rec.set_defaults(func=_cmd_reconstruct)
+
+    seg = commands.add_parser("segment", help="foreground masks from the patch graph and Louvain levels")
+    _add_segment_args(seg)
+    seg.add_argument("--source", type=Path, required=True, help="image file or folder (searched recursively)")
+    seg.add_argument("--out", type=Path, required=True, help="output folder: masks/<stem>.png, figures/<stem>.png")
+    seg.add_argument("--no-figures", action="store_true", help="write masks only")
+    seg.set_defaults(func=_cmd_segment)
+
+    ev = commands.add_parser("eval", help="score patch-graph masks and baselines against ground truth")
+    _add_segment_args(ev)
+    ev.add_argument("--data", type=Path, required=True, help="folder with images/ and masks/ (same stems)")
+    ev.add_argument("--json", type=Path, default=None, help="write the scores as JSON")
+    ev.add_argument("--limit", type=int, default=0, help="score the first N images only (0: all)")
+    ev.add_argument("--no-baselines", action="store_true", help="skip center prior, GrabCut and ncut")
+    ev.set_defaults(func=_cmd_eval)
