@@ -7,7 +7,7 @@
    ``key=value`` overrides) for at most ``--minutes`` of wall-clock time
    (``train.max_minutes``). A few timed steps estimate the step time, and ``train.epochs``
    is set to ``--fill`` times what fits the budget at that speed; with a time budget the
-   learning-rate schedule follows the clock (``follow_the_clock``), so warm-up and cosine
+   learning-rate schedule follows the clock (``train.schedule_by_clock``), so warm-up and cosine
    decay end at the deadline however fast the shared machine turns out to be.
 3. On the held-out images, with the same random masks (75 %), it reports the MAE loss of
    the removed patches and that of the trivial baseline (every removed patch predicted

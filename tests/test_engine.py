@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from collections import namedtuple
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -345,6 +346,39 @@ def test_max_minutes_stops_after_the_step_saves_and_evaluates(tmp_path: Path) ->
     assert (state["epoch"], state["epoch_step"], state["global_step"]) == (0, 1, 1)
     resumed, result = train(tmp_path, replace(cfg, max_minutes=0.0), resume=True, evaluate=evaluate)
     assert result["step"] == 24 and result["epoch"] == 3 and not result["stopped_early"]
+
+
+@pytest.mark.parametrize("by_clock", [True, False])
+def test_schedule_follows_the_clock_to_the_deadline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                    by_clock: bool) -> None:
+    """80 steps planned (4 of warm-up), 7 s each against a one-minute budget: the run stops
+    after 9. By the clock, warm-up and cosine decay end there too; by steps alone the
+    learning rate would still be near its peak."""
+    clock = [1000.0]
+    monkeypatch.setattr(time, "monotonic", lambda: clock[0])
+
+    def slow_loss(model: nn.Module, batch: list[torch.Tensor]) -> dict[str, torch.Tensor]:
+        clock[0] += 7.0
+        return mse_loss(model, batch)
+
+    cfg = config(epochs=10, log_every=1, max_minutes=1.0, schedule_by_clock=by_clock)
+    trainer, result = train(tmp_path, cfg, loss_fn=slow_loss)
+    lrs = [r["lr"] / cfg.lr for r in read_metrics(tmp_path) if r["split"] == "train"]
+    assert result["stopped_early"] and result["step"] == len(lrs) == 9
+    by_steps = [lr_factor(k, 80, 4, "cosine") for k in range(9)]
+    if not by_clock:
+        assert lrs == pytest.approx(by_steps)
+        assert trainer.optimizer.param_groups[0]["lr"] > 0.9 * cfg.lr
+        return
+    clock_position = [int(7.0 * k / 60.0 * 80) for k in range(9)]  # steps done x share of the budget spent
+    assert lrs == pytest.approx([lr_factor(max(k, p), 80, 4, "cosine") for k, p in enumerate(clock_position)])
+    assert lrs[0] == 0.25 and lrs[1] > 0.95 and lrs[-1] < 0.02  # warm-up over after one step, decayed by the end
+    assert trainer.optimizer.param_groups[0]["lr"] == 0.0
+
+    resumed, result = train(tmp_path, cfg, loss_fn=slow_loss, resume=True)  # a new budget for the 71 steps left
+    lrs = [r["lr"] / cfg.lr for r in read_metrics(tmp_path) if r["split"] == "train"][9:]
+    assert result["step"] == 18 and lrs[0] == pytest.approx(lr_factor(9, 80, 4, "cosine"))
+    assert resumed.optimizer.param_groups[0]["lr"] == 0.0
 
 
 def test_loss_fn_without_total_is_a_clear_error(tmp_path: Path) -> None:

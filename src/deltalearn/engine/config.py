@@ -21,4 +21,5 @@ class TrainConfig:
     val_every: int = 1  # validate every N epochs; 0: never
     best_metric: str = ""  # metric that picks best.safetensors, e.g. det_ap; empty: none
     max_minutes: float = 0.0  # stop after this wall time (the demo's budget); 0: no limit
+    schedule_by_clock: bool = True  # with max_minutes: the lr schedule keeps pace with the clock, ends by the deadline
     log_every: int = 20  # steps between log lines in metrics.jsonl

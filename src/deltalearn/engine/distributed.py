@@ -126,13 +126,13 @@ def all_reduce_mean(values: dict[str, float], device: torch.device) -> dict[str,
     return dict(zip(keys, stacked.tolist()))
 
 
-def broadcast_flag(flag: bool, device: torch.device) -> bool:
-    """Rank 0's ``flag`` on every process, so that all of them take the same branch."""
+def broadcast_value(value: float, device: torch.device) -> float:
+    """Rank 0's ``value`` on every process, so that all of them decide alike (float32)."""
     if not dist_info().enabled or not dist.is_initialized():
-        return flag
-    tensor = torch.tensor([int(flag)], device=device)
+        return value
+    tensor = torch.tensor([value], dtype=torch.float32, device=device)
     dist.broadcast(tensor, src=0)
-    return bool(tensor.item())
+    return float(tensor.item())
 
 
 def all_gather_objects(obj: Any) -> list[Any]:

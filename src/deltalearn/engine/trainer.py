@@ -37,7 +37,7 @@ from .distributed import (
     all_gather_objects,
     all_reduce_mean,
     barrier,
-    broadcast_flag,
+    broadcast_value,
     init_distributed,
     process_device,
     set_loader_epoch,
@@ -48,7 +48,8 @@ from .metrics_log import MetricsLog
 from .precision import autocast, grad_scaler, prepare_model, resolve_precision
 
 _END = object()  # marks the end of the loader's batches
-_FREE_ON_RESUME = ("max_minutes", "log_every", "val_every")  # settings a resumed run may change quietly
+# settings a resumed run may change quietly
+_FREE_ON_RESUME = ("max_minutes", "schedule_by_clock", "log_every", "val_every")
 LossFn = Callable[[nn.Module, Any], dict[str, torch.Tensor]]
 EvaluateFn = Callable[[nn.Module], dict[str, float]]
 
@@ -123,13 +124,50 @@ def lr_factor(iteration: int, total_iters: int, warmup_iters: int, schedule: str
     raise ValueError(f"schedule {schedule!r} is not one of cosine, step, constant")
 
 
-def build_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig, iters_per_epoch: int) -> LambdaLR:
-    """Per-iteration LambdaLR of :func:`lr_factor` over ``config.epochs`` epochs."""
+def build_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig, iters_per_epoch: int,
+                    least_position: Callable[[], int] | None = None) -> LambdaLR:
+    """Per-iteration LambdaLR of :func:`lr_factor` over ``config.epochs`` epochs. With
+    ``least_position``, the schedule stands at no fewer steps than it returns (the clock's
+    position, see :class:`TimeBudget`), else at the steps done."""
     total = config.epochs * iters_per_epoch
     warmup = round(config.warmup_epochs * iters_per_epoch)
     lr_factor(0, total, warmup, config.schedule)  # fail now on an unknown schedule name
+    least = least_position or (lambda: 0)
     # a plain function (not a callable object): its settings come from the config, not from a checkpoint
-    return LambdaLR(optimizer, lambda it: lr_factor(it, total, warmup, config.schedule))
+    return LambdaLR(optimizer, lambda it: lr_factor(max(it, least()), total, warmup, config.schedule))
+
+
+class TimeBudget:
+    """The wall time a ``fit`` may take (``max_minutes``) and the schedule position it implies.
+
+    Rank 0's clock decides for all: after each step its share of the budget spent is
+    broadcast (the one collective per step that the common stop decision needs anyway), so
+    every rank stops after the same step and sets the same learning rate. A resumed run gets
+    a new budget for the planned steps it has left.
+    """
+
+    def __init__(self, minutes: float, total_steps: int, device: torch.device) -> None:
+        self.seconds = 60 * minutes
+        self.total_steps = total_steps  # steps the schedule plans
+        self.device = device
+        self.started = 0.0  # time.monotonic() at start()
+        self.first_step = 0  # steps done when the budget started (a resumed run's)
+        self.spent = 0.0  # share of the budget spent at the last check
+
+    def start(self, step: int) -> None:
+        """Start the budget now, at ``step`` steps done."""
+        self.started, self.first_step, self.spent = time.monotonic(), step, 0.0
+
+    def check(self) -> bool:
+        """After a step: update the share spent; whether the budget is used up."""
+        self.spent = broadcast_value((time.monotonic() - self.started) / self.seconds, self.device)
+        return self.spent > 1.0
+
+    def position(self) -> int:
+        """Where the clock puts the schedule: the steps done at the start plus the spent share
+        of the planned steps left, so that the schedule ends with the budget."""
+        left = max(0, self.total_steps - self.first_step)
+        return self.first_step + min(left, int(self.spent * left))
 
 
 def metric_goal(best_metric: str) -> tuple[str, bool]:
@@ -195,7 +233,10 @@ class Trainer:
         self.iters_per_epoch = iters_per_epoch or _loader_length(train_loader)
         groups = param_groups if param_groups is not None else default_param_groups(model, config.weight_decay)
         self.optimizer = build_optimizer(groups, config)
-        self.scheduler = build_scheduler(self.optimizer, config, self.iters_per_epoch)
+        total_steps = config.epochs * self.iters_per_epoch
+        self.budget = TimeBudget(config.max_minutes, total_steps, self.device) if config.max_minutes > 0 else None
+        clock = self.budget.position if self.budget is not None and config.schedule_by_clock else None
+        self.scheduler = build_scheduler(self.optimizer, config, self.iters_per_epoch, clock)
         self.scaler = grad_scaler(self.precision)
         self.epoch = 0  # completed epochs
         self.epoch_step = 0  # steps done in the current epoch (non-zero only after a time stop)
@@ -215,7 +256,7 @@ class Trainer:
         """
         log = MetricsLog(self.run_dir, enabled=self.dist.is_main,
                          resume_step=self.global_step if self.resumed else None)
-        self._deadline = time.monotonic() + 60 * self.config.max_minutes if self.config.max_minutes > 0 else None
+        self._start_budget()
         train: dict[str, float] = {}
         val: dict[str, float] = {}
         stopped = False
@@ -238,6 +279,17 @@ class Trainer:
         result = {"epoch": self.epoch, "step": self.global_step, "stopped_early": stopped}
         return result | {f"train_{k}": v for k, v in train.items()} | val
 
+    def _start_budget(self) -> None:
+        """Start the time budget, if any; when the schedule follows the clock, set the rate of the
+        step where this fit starts (a resumed run's saved rate is where its last budget ended)."""
+        if self.budget is None:
+            return
+        self.budget.start(self.global_step)
+        if self.config.schedule_by_clock:
+            for group, base, factor in zip(self.optimizer.param_groups, self.scheduler.base_lrs,
+                                           self.scheduler.lr_lambdas):
+                group["lr"] = base * factor(self.scheduler.last_epoch)
+
     def _train_epoch(self, log: MetricsLog, number: int) -> tuple[dict[str, float], bool]:
         """One epoch (or its rest, after a resumed time stop); returns (mean terms, stopped)."""
         self.model.train()
@@ -256,10 +308,11 @@ class Trainer:
                     break
                 lr = self.optimizer.param_groups[0]["lr"]
                 terms = self._step(batch)
+                stopped = self.budget is not None and self.budget.check()
+                self.scheduler.step()  # after the check: the clock's position counts for the next step
                 window.add(terms)
                 whole.add(terms)
                 bar.update()
-                stopped = self._deadline is not None and broadcast_flag(time.monotonic() > self._deadline, self.device)
                 if self.global_step % max(1, self.config.log_every) == 0:
                     self._log_train(log, bar, number, lr, window.read(self.device))
             if window.count:  # the steps since the last line, so every epoch ends with one
@@ -267,7 +320,8 @@ class Trainer:
         return whole.read(self.device), stopped
 
     def _step(self, batch: Any) -> dict[str, torch.Tensor]:
-        """Forward, backward, clip, optimizer and schedule step; returns the detached terms."""
+        """Forward, backward, clip and optimizer step (the loop steps the schedule); returns the
+        detached terms."""
         batch = to_device(batch, self.device)
         with autocast(self.precision):
             terms = self.loss_fn(self.model, batch)
@@ -280,7 +334,6 @@ class Trainer:
             nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
         self.scaler.step(self.optimizer)
         self.scaler.update()
-        self.scheduler.step()
         self.global_step += 1
         self.epoch_step += 1
         return {k: torch.as_tensor(v).detach().float() for k, v in terms.items()}
