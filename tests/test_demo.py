@@ -8,11 +8,15 @@ from deltalearn.cli import main
 
 def test_demo_end_to_end(tmp_path: Path, capsys):
     out = tmp_path / "demo"
-    assert main(["demo", "--out", str(out), "--minutes", "1", "--images", "16", "--val-images", "4"]) == 0
+    assert main(["demo", "--out", str(out), "--minutes", "1", "--images", "16", "--val-images", "4",
+                 "--mae-minutes", "0.2", "--mae-images", "64"]) == 0
     metrics = json.loads((out / "mcn_metrics.json").read_text())
     assert {"det_ap", "det_ap50", "pose_ap", "pose_ap50", "seg_iou", "seg_miou"} <= set(metrics)
     assert all(0.0 <= metrics[k] <= 1.0 for k in ("det_ap", "pose_ap", "seg_iou"))
     assert (out / "runs" / "mcn_seg_det_pose" / "config.yaml").is_file()
     assert len(list((out / "mcn_predictions").glob("*.png"))) == 4
+    scores = json.loads((out / "mae_segmentation.json").read_text())
+    assert 0.0 <= scores["iou"] <= 1.0 and {"center_prior", "grabcut", "ncut"} <= set(scores["baselines"])
+    assert len(list((out / "mae_segments" / "figures").glob("*.png"))) == 4
     printed = capsys.readouterr().out
     assert "seg IoU" in printed and "demo done" in printed

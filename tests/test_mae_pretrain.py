@@ -12,12 +12,10 @@ from PIL import Image
 from deltalearn.config import PACKAGED_CONFIGS, ConfigError, load_config
 from deltalearn.engine.metrics_log import read_metrics
 from deltalearn.engine.precision import resolve_precision
-from deltalearn.engine.config import TrainConfig
-from deltalearn.engine.trainer import Trainer, build_optimizer, lr_factor
+from deltalearn.engine.trainer import build_optimizer
 from deltalearn.mae import create_mae
 from deltalearn.mae.config import MAEPretrainConfig
 from deltalearn.mae.model import masked_mean, patchify
-from deltalearn.mae import pretrain as pretrain_module
 from deltalearn.mae.pretrain import heldout_losses, mae_param_groups, pretrain, trivial_prediction
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: one thread (see conftest)
@@ -116,23 +114,3 @@ def test_tiny_run_learns_and_refuses_to_overwrite(tmp_path: Path) -> None:
         pretrain(config, data, tmp_path / "run")
 
 
-def test_time_budget_anneals_the_learning_rate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Half the budget spent after 2 of 10 planned steps: the schedule stands at step 5, not 2."""
-    clock = [100.0]
-    monkeypatch.setattr(pretrain_module.time, "monotonic", lambda: clock[0])
-    model = torch.nn.Linear(2, 1)
-    config = TrainConfig(epochs=1, lr=1.0, warmup_epochs=0.1, max_minutes=1.0, precision="fp32")
-    trainer = Trainer(model, lambda m, b: {"loss": m(b).sum()}, [torch.ones(1, 2)] * 10, config, tmp_path)
-    pretrain_module.follow_the_clock(trainer, config)
-    lr = trainer.optimizer.param_groups[0]
-
-    def step(seconds: float) -> float:
-        clock[0] += seconds
-        trainer.optimizer.step()
-        trainer.scheduler.step()
-        return lr["lr"]
-
-    assert lr["lr"] == pytest.approx(1.0)  # warm-up of one step done
-    assert step(0) == pytest.approx(1.0)
-    assert step(30) == pytest.approx(lr_factor(5, 10, 1, "cosine"))
-    assert step(30) == 0.0

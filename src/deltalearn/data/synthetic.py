@@ -17,7 +17,7 @@ import tempfile
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
-from multiprocessing import Pool
+import multiprocessing
 from pathlib import Path
 
 import cv2
@@ -28,6 +28,10 @@ from tqdm import tqdm
 from .figures import PartCanvas, ops_bounds, random_color, run_ops, sample_figure, texture
 from .keypoints import person_category
 
+# Worker processes start from a fork server, not by forking the caller: a caller that has
+# already run OpenCV or torch holds thread pools whose locks a plain fork copies mid-use
+# (a generator started after GrabCut in the same process hung that way).
+WORKER_CONTEXT = multiprocessing.get_context("forkserver")
 CATEGORIES = [
     person_category(1),
     {"id": 2, "name": "vehicle", "supercategory": "vehicle"},
@@ -335,7 +339,7 @@ def generate_people(out_dir: str | Path, num_images: int = 200, size: int = 256,
 def _run_jobs(jobs: list[tuple], workers: int, progress: bool) -> list[list[dict]]:
     """Render every job (in this process when ``workers`` is 1), keeping the order of ``jobs``."""
     with tqdm(total=len(jobs), desc="synth", unit="img", disable=not progress) as bar, \
-            (Pool(workers, initializer=_init_worker) if workers > 1 else nullcontext()) as pool:
+            (WORKER_CONTEXT.Pool(workers, initializer=_init_worker) if workers > 1 else nullcontext()) as pool:
         results = pool.imap(_write_image, jobs, chunksize=4) if workers > 1 else map(_write_image, jobs)
         per_image = []
         for image_annotations in results:

@@ -151,6 +151,10 @@ def register(systems: argparse._SubParsersAction) -> None:
     rec.add_argument("--seed", type=int, default=0, help="seed of the random masks (default 0)")
     rec.set_defaults(func=_cmd_reconstruct)
 
+    from .seg_head import register_head_commands
+
+    register_head_commands(commands)
+
     seg = commands.add_parser("segment", help="foreground masks from the patch graph and Louvain levels")
     _add_segment_args(seg)
     seg.add_argument("--source", type=Path, required=True, help="image file or folder (searched recursively)")

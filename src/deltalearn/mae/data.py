@@ -19,7 +19,6 @@ import time
 import warnings
 from collections.abc import Callable
 from contextlib import nullcontext
-from multiprocessing import Pool
 from pathlib import Path
 
 import cv2
@@ -34,6 +33,7 @@ from ..data.errors import DataError, DataWarning, ImageDecodeError
 from ..data.figures import Figure, PartCanvas, random_color, sample_figure, texture
 from ..data.images import load_rgb
 from ..data.synthetic import (
+    WORKER_CONTEXT,
     Shape,
     degrade,
     render_scene,
@@ -279,7 +279,7 @@ def generate_composites(out_dir: str | os.PathLike, num_images: int = 1000, size
     jobs = [(str(out_dir), seed, index, size) for index in range(num_images)]
     workers = min(workers or os.cpu_count() or 1, max(num_images, 1))
     with tqdm(total=num_images, desc="mae synth", unit="img", disable=not progress) as bar, \
-            (Pool(workers, initializer=cv2.setNumThreads, initargs=(1,)) if workers > 1 else nullcontext()) as pool:
+            (WORKER_CONTEXT.Pool(workers, initializer=cv2.setNumThreads, initargs=(1,)) if workers > 1 else nullcontext()) as pool:
         shares = []
         for share in pool.imap(_write_composite, jobs, chunksize=8) if pool else map(_write_composite, jobs):
             shares.append(share)

@@ -31,6 +31,7 @@ import numpy as np
 from .baselines import grabcut_mask
 
 SPREAD_FLOOR = 0.05  # added to the border's MAD of log errors
+BORDER_MAJORITY = 0.5  # a community holding this share of the border patches is background
 LEVEL_CHOICES = ("vote", "first", "last")
 
 
@@ -56,7 +57,12 @@ def foreground_score(levels: list[np.ndarray], relative_error: np.ndarray, borde
         raise ValueError(f"unknown level choice '{use}'; choose one of {', '.join(LEVEL_CHOICES)}")
     chosen = {"vote": levels, "first": levels[:1], "last": levels[-1:]}[use]
     log_error = np.log(np.maximum(relative_error, 1e-8))
-    votes = [(community_contrast(m, log_error, border) > contrast)[m] for m in chosen]
+    votes = []
+    for membership in chosen:
+        foreground = community_contrast(membership, log_error, border) > contrast
+        border_share = np.bincount(membership[border], minlength=len(foreground)) / max(int(border.sum()), 1)
+        foreground[border_share >= BORDER_MAJORITY] = False  # the community that is most of the border
+        votes.append(foreground[membership])
     return np.mean(votes, axis=0).astype(np.float32)
 
 

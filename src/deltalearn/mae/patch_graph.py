@@ -63,10 +63,17 @@ class MaskedErrors:
     hidden: Tensor  # [N, K, L] bool, True: the patch was removed from the encoder's input
 
     def relative(self) -> Tensor:
-        """r [N, L]: each patch's mean error when hidden over the image's mean."""
+        """r [N, L]: each patch's mean error when hidden over the image's mean.
+
+        A patch that no mask hid has no error of its own; it gets r = 1 (the image's mean),
+        which no foreground rule reads as contrast.
+        """
         h = self.hidden.float()
-        e = (self.errors * h).sum(1) / h.sum(1).clamp_min(1.0)  # [N, L]
-        return e / e.mean(1, keepdim=True).clamp_min(EPS)
+        count = h.sum(1)  # [N, L]
+        e = (self.errors * h).sum(1) / count.clamp_min(1.0)
+        measured = count > 0
+        mean = (e * measured).sum(1, keepdim=True) / measured.sum(1, keepdim=True).clamp_min(1)
+        return torch.where(measured, e / mean.clamp_min(EPS), torch.ones_like(e))
 
     def influence(self) -> Tensor:
         """I [N, L, L]: ``I[n, i, j]`` how much seeing i lowers j's error, relative to j's error."""
@@ -105,16 +112,15 @@ def masked_errors(model: MaskedAutoencoder, images: Tensor, num_masks: int = 64,
     device = next(model.parameters()).device
     precision = resolve_precision("auto", device)
     n = images.shape[0]
-    copies = images.repeat_interleave(num_masks, dim=0)  # [N*K, 3, H, W]
-    all_masks = masks.repeat(n, 1)  # [N*K, L]
     errors = []
     with autocast(precision):
-        for start in range(0, copies.shape[0], batch_size):
-            chunk = copies[start:start + batch_size].to(device)
-            out = model.patch_errors(chunk, mask=all_masks[start:start + batch_size].to(device).float())
+        for start in range(0, n * num_masks, batch_size):  # copy index = image * K + mask
+            index = torch.arange(start, min(start + batch_size, n * num_masks))
+            chunk = images[index // num_masks].to(device)  # only this pass's copies in memory
+            out = model.patch_errors(chunk, mask=masks[index % num_masks].to(device).float())
             errors.append(out.errors.float().cpu())
     errors = torch.cat(errors).view(n, num_masks, -1)
-    return MaskedErrors(errors=errors, hidden=all_masks.view(n, num_masks, -1))
+    return MaskedErrors(errors=errors, hidden=masks.expand(n, -1, -1).clone())
 
 
 @torch.no_grad()

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import time
 from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
@@ -22,14 +21,12 @@ from typing import Any
 
 import torch
 from torch import Tensor
-from torch.optim.lr_scheduler import LambdaLR
 
 from ..config import ConfigError, load_config, save_config
 from ..engine.checkpoint import LAST_STATE, CheckpointError, find_weights, load_weights, weights_metadata
 from ..engine.distributed import dist_info, make_loader, print0, unwrap_model
 from ..engine.precision import Precision, autocast, resolve_precision
-from ..engine.config import TrainConfig
-from ..engine.trainer import Trainer, default_param_groups, lr_factor
+from ..engine.trainer import Trainer, default_param_groups
 from .config import MAEPretrainConfig
 from .data import ImageFolder, eval_transform, image_root, train_transform
 from .model import MaskedAutoencoder, create_mae, masked_mean, patchify
@@ -124,30 +121,6 @@ def reconstruction_loss(mask_ratio: float) -> Callable[[torch.nn.Module, Tensor]
     return loss_fn
 
 
-def follow_the_clock(trainer: Trainer, config: TrainConfig) -> None:
-    """Let the trainer's learning-rate schedule advance by the clock as well as by steps.
-
-    With ``train.max_minutes`` a run may stop long before its planned steps (a slow or shared
-    machine), its learning rate still high. Here the schedule's position is the larger of the
-    steps done and the share of the time budget spent times the planned steps, so warm-up
-    and cosine decay both finish by the deadline. Single process only: under torchrun every
-    rank must use the same rate, and the clocks of ranks differ.
-    """
-    total = config.epochs * trainer.iters_per_epoch
-    warmup = round(config.warmup_epochs * trainer.iters_per_epoch)
-    start, budget = time.monotonic(), 60 * config.max_minutes
-
-    def factor(iteration: int) -> float:
-        by_clock = int((time.monotonic() - start) / budget * total)
-        return lr_factor(max(iteration, by_clock), total, warmup, config.schedule)
-
-    state = trainer.scheduler.state_dict()  # the step count of a resumed run
-    trainer.scheduler = LambdaLR(trainer.optimizer, factor)
-    trainer.scheduler.load_state_dict(state)
-    for group, lr in zip(trainer.optimizer.param_groups, trainer.scheduler.get_last_lr()):
-        group["lr"] = lr
-
-
 def pretrain(config: MAEPretrainConfig, data_dir: str | os.PathLike, out_dir: str | os.PathLike,
              val_dir: str | os.PathLike | None = None, resume: bool = False) -> dict[str, Any]:
     """Pretrain ``config.model.variant`` on the images below ``data_dir`` into run folder ``out_dir``.
@@ -168,8 +141,6 @@ def pretrain(config: MAEPretrainConfig, data_dir: str | os.PathLike, out_dir: st
         save_config(config, run / CONFIG_FILE)
     trainer = Trainer(model, reconstruction_loss(config.model.mask_ratio), loader, train, run, evaluate=evaluate,
                       param_groups=mae_param_groups(model, train.weight_decay, train.betas), resume=resume)
-    if train.max_minutes > 0 and info.world_size == 1:
-        follow_the_clock(trainer, train)
     print0(f"pretraining {config.model.variant} ({sum(p.numel() for p in model.parameters()) / 1e6:.1f} M "
            f"parameters) on {len(dataset)} images of {dataset.root} ({len(dataset.skipped)} skipped), "
            f"{trainer.iters_per_epoch} steps/epoch, lr {train.lr:.3g}, {trainer.precision.name}")
