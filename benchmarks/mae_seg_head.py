@@ -1,7 +1,7 @@
 """Segmentation head on a pretrained MAE encoder: trained within a CPU time budget, scored by IoU.
 
-    python benchmarks/mae_seg_head.py --weights /work/exp/mae_cpu --train /tmp/mae/final/train \\
-        --test /work/exp/test --images 5000 --minutes 3 --out seg_head.json [key=value ...]
+    python benchmarks/mae_seg_head.py --weights RUN/run --train RUN/train \\
+        --test data/mae_test --images 5000 --minutes 2.5 --out seg_head.json [key=value ...]
 
 1. ``train_seg_head`` trains a head on the first ``--images`` images of ``--train`` with their
    ground-truth masks (``TRAIN/masks``), or with the pseudo-labels of ``--pseudo DIR``
@@ -92,10 +92,10 @@ def load_test(folder: Path) -> tuple[list[np.ndarray], list[np.ndarray]]:
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--weights", type=Path, default=Path("/work/exp/mae_cpu"), help="MAE run folder or file")
-    parser.add_argument("--train", type=Path, default=Path("/tmp/mae/final/train"), help="training images (+ masks/)")
+    parser.add_argument("--weights", type=Path, required=True, help="MAE run folder or file")
+    parser.add_argument("--train", type=Path, required=True, help="training images (+ masks/)")
     parser.add_argument("--pseudo", type=Path, default=None, help="pseudo-label masks instead of TRAIN/masks")
-    parser.add_argument("--test", type=Path, default=Path("/work/exp/test"), help="test images + ground-truth masks")
+    parser.add_argument("--test", type=Path, required=True, help="test images + ground-truth masks")
     parser.add_argument("--images", type=int, default=5000, help="first N training pairs (data.max_images)")
     parser.add_argument("--minutes", type=float, default=3.0, help="training wall-clock budget")
     parser.add_argument("--epochs", type=int, default=0, help="fixed schedule length instead of sizing it to the budget")

@@ -3,7 +3,7 @@ against the composition of single-task networks, in PyTorch eager (fp32, bf16) a
 (fp32, INT8). Runs ``deltalearn mcn bench`` and writes its JSON (default mcn_bench.json).
 Run it alone on the machine: other processes skew every timing.
 
-    flock /tmp/cpu.lock python benchmarks/mcn_bench.py --json benchmarks/mcn_bench_dla34_512.json
+    python benchmarks/mcn_bench.py --json benchmarks/mcn_bench_dla34_512.json
     python benchmarks/mcn_bench.py --size 256 --runs 10 model.head_channels=256
 """
 

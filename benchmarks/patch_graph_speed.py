@@ -1,6 +1,6 @@
 """Speed of the MAE patch graph: graph construction, then Louvain in igraph and in networkx.
 
-    flock /tmp/cpu.lock python benchmarks/patch_graph_speed.py [--weights /work/exp/mae_cpu] \\
+    python benchmarks/patch_graph_speed.py [--weights RUN/run] \\
         [--out out/patch_graph_speed.json]
 
 1. Graph construction per image, as ``PatchGraphSegmenter.graphs`` does it (chunks of
