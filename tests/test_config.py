@@ -98,3 +98,22 @@ def test_shipped_configs_by_name_and_all_valid():
     for path in shipped:
         config = load_config(MCNConfig, path)
         assert path.stem.endswith("_" + "_".join(config.model.tasks))
+
+
+def test_atomic_writes_get_the_mode_of_a_normal_new_file(tmp_path):
+    """mkstemp creates 0600 files; results and checkpoints must be readable like any new file."""
+    import os
+
+    from deltalearn.config import atomic_write_text, new_file_mode
+    from deltalearn.engine.checkpoint import atomic_path
+
+    old = os.umask(0o022)
+    try:
+        atomic_write_text(tmp_path / "a.json", "{}")
+        with atomic_path(tmp_path / "b.bin") as tmp:
+            tmp.write_bytes(b"x")
+        assert new_file_mode() == 0o644
+        for name in ("a.json", "b.bin"):
+            assert (tmp_path / name).stat().st_mode & 0o777 == 0o644
+    finally:
+        os.umask(old)

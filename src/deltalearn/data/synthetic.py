@@ -12,12 +12,12 @@ the number of worker processes.
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import tempfile
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
-import multiprocessing
 from pathlib import Path
 
 import cv2
@@ -25,6 +25,7 @@ import numpy as np
 from pycocotools import mask as mask_utils
 from tqdm import tqdm
 
+from ..config import new_file_mode
 from .figures import PartCanvas, ops_bounds, random_color, run_ops, sample_figure, texture
 from .keypoints import person_category
 
@@ -362,6 +363,7 @@ def _coco_dataset(per_image: list[list[dict]], size: int, seed: int) -> dict:
 def _write_json_atomic(path: Path, data: dict) -> None:
     """Write JSON to a temporary file in the same folder, then rename it over ``path``."""
     fd, tmp = tempfile.mkstemp(prefix=".annotations.", suffix=".tmp", dir=path.parent)
+    os.fchmod(fd, new_file_mode())
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             json.dump(data, f, separators=(",", ":"))
