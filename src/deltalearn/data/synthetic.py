@@ -16,9 +16,11 @@ import multiprocessing
 import os
 import tempfile
 import time
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import cv2
 import numpy as np
@@ -33,6 +35,7 @@ from .keypoints import person_category
 # already run OpenCV or torch holds thread pools whose locks a plain fork copies mid-use
 # (a generator started after GrabCut in the same process hung that way).
 WORKER_CONTEXT = multiprocessing.get_context("forkserver")
+T = TypeVar("T")
 CATEGORIES = [
     person_category(1),
     {"id": 2, "name": "vehicle", "supercategory": "vehicle"},
@@ -322,7 +325,7 @@ def generate_people(out_dir: str | Path, num_images: int = 200, size: int = 256,
     images_dir = out_dir / "images"
     images_dir.mkdir(parents=True, exist_ok=True)
     jobs = [(str(images_dir), seed, i, size) for i in range(num_images)]
-    per_image = _run_jobs(jobs, min(workers or os.cpu_count() or 1, max(num_images, 1)), progress)
+    per_image = run_jobs(_write_image, jobs, workers, progress)
     dataset = _coco_dataset(per_image, size, seed)
     _write_json_atomic(out_dir / "annotations.json", dataset)
     counts = {c["name"]: 0 for c in CATEGORIES}
@@ -337,16 +340,18 @@ def generate_people(out_dir: str | Path, num_images: int = 200, size: int = 256,
     }
 
 
-def _run_jobs(jobs: list[tuple], workers: int, progress: bool) -> list[list[dict]]:
-    """Render every job (in this process when ``workers`` is 1), keeping the order of ``jobs``."""
-    with tqdm(total=len(jobs), desc="synth", unit="img", disable=not progress) as bar, \
+def run_jobs(render: Callable[[tuple], T], jobs: list[tuple], workers: int | None = None, progress: bool = True,
+             desc: str = "synth") -> list[T]:
+    """``render`` every job, in this process or in ``workers`` processes (default: all cores),
+    with a progress bar; results in the order of ``jobs``. Workers use one OpenCV thread each."""
+    workers = min(workers or os.cpu_count() or 1, max(len(jobs), 1))
+    with tqdm(total=len(jobs), desc=desc, unit="img", disable=not progress) as bar, \
             (WORKER_CONTEXT.Pool(workers, initializer=_init_worker) if workers > 1 else nullcontext()) as pool:
-        results = pool.imap(_write_image, jobs, chunksize=4) if workers > 1 else map(_write_image, jobs)
-        per_image = []
-        for image_annotations in results:
-            per_image.append(image_annotations)
+        results = []
+        for result in pool.imap(render, jobs, chunksize=4) if workers > 1 else map(render, jobs):
+            results.append(result)
             bar.update(1)
-    return per_image
+    return results
 
 
 def _coco_dataset(per_image: list[list[dict]], size: int, seed: int) -> dict:

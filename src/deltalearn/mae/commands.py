@@ -103,12 +103,17 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_segment_args(parser: argparse.ArgumentParser) -> None:
+def add_mae_weights_args(parser: argparse.ArgumentParser) -> None:
+    """--weights, --variant, --norm-pix-loss: what ``load_trained_mae`` takes."""
     parser.add_argument("--weights", type=Path, required=True, help="MAE run folder or weight file")
     parser.add_argument("--variant", default=None,
                         help="architecture of an official or Hugging Face checkpoint, e.g. mae_vit_base_patch16")
     parser.add_argument("--norm-pix-loss", action="store_true",
                         help="with --variant: the checkpoint predicts normalised patches (official *_full.pth)")
+
+
+def _add_segment_args(parser: argparse.ArgumentParser) -> None:
+    add_mae_weights_args(parser)
     parser.add_argument("--config", type=Path, default=None,
                         help="YAML of patch-graph settings (deltalearn.mae.segment.PatchGraphConfig)")
     parser.add_argument("overrides", nargs="*", metavar="key=value",
@@ -140,11 +145,7 @@ def register(systems: argparse._SubParsersAction) -> None:
     pre.set_defaults(func=_cmd_pretrain)
 
     rec = commands.add_parser("reconstruct", help="draw masked inputs, reconstructions and patch errors")
-    rec.add_argument("--weights", type=Path, required=True, help="run folder or weight file")
-    rec.add_argument("--variant", default=None,
-                     help="architecture of an official or Hugging Face checkpoint, e.g. mae_vit_base_patch16")
-    rec.add_argument("--norm-pix-loss", action="store_true",
-                     help="with --variant: the checkpoint predicts normalised patches (official *_full.pth)")
+    add_mae_weights_args(rec)
     rec.add_argument("--source", type=Path, required=True, help="image file or folder (searched recursively)")
     rec.add_argument("--out", type=Path, required=True, help="output folder, one figure per image")
     rec.add_argument("--mask-ratio", type=float, default=0.75, help="share of patches removed (default 0.75)")

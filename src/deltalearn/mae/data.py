@@ -18,7 +18,6 @@ import os
 import time
 import warnings
 from collections.abc import Callable
-from contextlib import nullcontext
 from pathlib import Path
 
 import cv2
@@ -33,10 +32,10 @@ from ..data.errors import DataError, DataWarning, ImageDecodeError
 from ..data.figures import Figure, PartCanvas, random_color, sample_figure, texture
 from ..data.images import load_rgb
 from ..data.synthetic import (
-    WORKER_CONTEXT,
     Shape,
     degrade,
     render_scene,
+    run_jobs,
     sample_background,
     sample_ball,
     sample_distractor,
@@ -278,12 +277,7 @@ def generate_composites(out_dir: str | os.PathLike, num_images: int = 1000, size
         Path(out_dir, sub).mkdir(parents=True, exist_ok=True)
     jobs = [(str(out_dir), seed, index, size) for index in range(num_images)]
     workers = min(workers or os.cpu_count() or 1, max(num_images, 1))
-    with tqdm(total=num_images, desc="mae synth", unit="img", disable=not progress) as bar, \
-            (WORKER_CONTEXT.Pool(workers, initializer=cv2.setNumThreads, initargs=(1,)) if workers > 1 else nullcontext()) as pool:
-        shares = []
-        for share in pool.imap(_write_composite, jobs, chunksize=8) if pool else map(_write_composite, jobs):
-            shares.append(share)
-            bar.update()
+    shares = run_jobs(_write_composite, jobs, workers, progress, desc="mae synth")
     seconds = time.perf_counter() - start
     return {
         "images": num_images,

@@ -117,44 +117,39 @@ def evaluate_folder(segmenter: PatchGraphSegmenter, data_dir: str | os.PathLike,
         raise DataError(masks_dir, "masks folder not found (mae data folders hold images/ and masks/)")
     folder = ImageFolder(root)
     paths = folder.paths[:limit] if limit > 0 else folder.paths
-    configured = segmenter.config.refine
     names = ["graph", "graph+grabcut", "center_prior", "grabcut", "ncut", "patch_ceiling"]
     scores = {name: Scores() for name in names}
     skipped: dict[str, str] = {}
     rows, cols = segmenter.model.grid_size
     start = time.perf_counter()
-    segmenter.config.refine = "none"  # both variants are scored below from one segmentation
-    try:
-        with tqdm(total=len(paths), desc="mae eval", unit="img", disable=not progress) as bar:
-            for first in range(0, len(paths), 16):
-                batch = []
-                for path in paths[first:first + 16]:
-                    pixels = folder.decode(path)
-                    if pixels is None:
-                        skipped[str(path)] = folder.skipped.get(str(path), "unreadable image")
-                        continue
-                    try:
-                        truth = read_mask(find_mask(masks_dir, path, root), pixels.shape[:2])
-                        segmenter.check_size(pixels, str(path))
-                    except DataError as error:
-                        skipped[str(path)] = str(error)
-                        continue
-                    batch.append((pixels, truth))
-                results = segmenter.segment([p for p, _ in batch]) if batch else []
-                for (pixels, truth), result in zip(batch, results):
-                    height, width = truth.shape
-                    scores["graph"].add(result.score, truth)
-                    scores["graph+grabcut"].add(refine_with_grabcut(pixels, result.score, segmenter.config.seed)
-                                                .astype(np.float32), truth)
-                    scores["patch_ceiling"].add(patch_ceiling(truth, rows, cols).astype(np.float32), truth)
-                    if baselines:
-                        scores["center_prior"].add(center_prior(height, width), truth)
-                        scores["grabcut"].add(grabcut_mask(pixels).astype(np.float32), truth)
-                        scores["ncut"].add(ncut_score(result.graph, height, width), truth)
-                bar.update(len(paths[first:first + 16]))
-    finally:
-        segmenter.config.refine = configured
-    method = "graph+grabcut" if configured == "grabcut" else "graph"
+    with tqdm(total=len(paths), desc="mae eval", unit="img", disable=not progress) as bar:
+        for first in range(0, len(paths), 16):
+            batch = []
+            for path in paths[first:first + 16]:
+                pixels = folder.decode(path)
+                if pixels is None:
+                    skipped[str(path)] = folder.skipped.get(str(path), "unreadable image")
+                    continue
+                try:
+                    truth = read_mask(find_mask(masks_dir, path, root), pixels.shape[:2])
+                    segmenter.check_size(pixels, str(path))
+                except DataError as error:
+                    skipped[str(path)] = str(error)
+                    continue
+                batch.append((pixels, truth))
+            results = segmenter.segment([p for p, _ in batch], refine=False) if batch else []  # refined below
+            for (pixels, truth), result in zip(batch, results):
+                height, width = truth.shape
+                scores["graph"].add(result.score, truth)
+                scores["graph+grabcut"].add(refine_with_grabcut(pixels, result.score, segmenter.config.seed)
+                                            .astype(np.float32), truth)
+                scores["patch_ceiling"].add(patch_ceiling(truth, rows, cols).astype(np.float32), truth)
+                if baselines:
+                    scores["center_prior"].add(center_prior(height, width), truth)
+                    scores["grabcut"].add(grabcut_mask(pixels).astype(np.float32), truth)
+                    scores["ncut"].add(ncut_score(result.graph, height, width), truth)
+            bar.update(len(paths[first:first + 16]))
+    method = "graph+grabcut" if segmenter.config.refine == "grabcut" else "graph"
     if not scores[method].ious:
         raise DataError(data_dir, "no image with a usable ground-truth mask")
     return {

@@ -39,7 +39,6 @@ node's ``knn`` strongest edges (``knn`` 0 keeps all).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import cv2
@@ -247,8 +246,3 @@ def to_pixels(patch_scores: np.ndarray, rows: int, cols: int, height: int, width
     """[H, W] float32: per-patch scores [rows * cols] resized bilinearly (patch centers keep their value)."""
     grid = np.asarray(patch_scores, dtype=np.float32).reshape(rows, cols)
     return cv2.resize(grid, (width, height), interpolation=cv2.INTER_LINEAR)
-
-
-def masks_per_pair(num_masks: int, mask_ratio: float) -> float:
-    """Expected masks in which one patch is seen and another hidden (the influence's sample size)."""
-    return num_masks * mask_ratio * (1 - mask_ratio) if 0 < mask_ratio < 1 else math.nan

@@ -483,7 +483,7 @@ def _cmd_train_head(args: argparse.Namespace) -> int:
         if folder is not None and not folder.is_dir():
             raise DataError(folder, f"{flag} folder not found")
     config = load_config(SegHeadConfig, args.config, args.overrides)
-    mae = load_trained_mae(args.weights, args.variant)
+    mae = load_trained_mae(args.weights, args.variant, args.norm_pix_loss)
     masks = args.masks if args.masks is not None else args.data
     result = train_seg_head(mae, args.data, masks, args.out, config, mae_source=str(args.weights))
     skipped = ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in result["skipped"].items() if v) or "none"
@@ -497,9 +497,9 @@ def _cmd_train_head(args: argparse.Namespace) -> int:
 def register_head_commands(commands: argparse._SubParsersAction) -> None:
     """Add ``train-head`` to the ``deltalearn mae`` subcommands."""
     head = commands.add_parser("train-head", help="train a binary segmentation head on an MAE encoder")
-    head.add_argument("--weights", type=Path, required=True, help="MAE run folder or weight file")
-    head.add_argument("--variant", default=None,
-                      help="architecture of an official or Hugging Face checkpoint, e.g. mae_vit_base_patch16")
+    from .commands import add_mae_weights_args
+
+    add_mae_weights_args(head)
     head.add_argument("--data", type=Path, required=True, help="folder with images/ (else the images themselves)")
     head.add_argument("--masks", type=Path, default=None,
                       help="mask folder (DIR/masks when it exists, else DIR), 0/255 PNGs named as the images: "

@@ -17,6 +17,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from ..data.errors import DataError, DataWarning
 from ..data.images import load_rgb
@@ -98,8 +99,10 @@ class PatchGraphSegmenter:
         return build_graphs(self.model, x, c.affinity, c.num_masks, c.mask_ratio, c.radius, c.sigma_scale,
                             c.tau, c.knn, c.seed, c.batch_size)
 
-    def segment(self, images: list[np.ndarray]) -> list[Segmentation]:
+    def segment(self, images: list[np.ndarray], refine: bool | None = None) -> list[Segmentation]:
+        """One result per RGB uint8 image; ``refine`` overrides ``config.refine`` (None: the config's)."""
         c = self.config
+        refine = c.refine == "grabcut" if refine is None else refine
         for image in images:
             self.check_size(image)
         results = []
@@ -109,7 +112,7 @@ class PatchGraphSegmenter:
                 levels = community_levels(graph, c.algorithm, c.resolution, c.seed)
                 patch_score = foreground_score(levels, graph.relative_error, self.border, c.contrast, c.levels)
                 score = to_pixels(patch_score, graph.rows, graph.cols, *image.shape[:2])
-                mask = refine_with_grabcut(image, score, c.seed) if c.refine == "grabcut" else score >= 0.5
+                mask = refine_with_grabcut(image, score, c.seed) if refine else score >= 0.5
                 results.append(Segmentation(levels, patch_score, score, mask, graph))
         return results
 
@@ -198,8 +201,6 @@ def segment_files(segmenter: PatchGraphSegmenter, source: str | os.PathLike, out
     In a folder, an unreadable image or one smaller than a patch is skipped, warned about and
     counted; a single file with either problem is an error.
     """
-    from tqdm import tqdm
-
     source, out_dir = Path(source), Path(out_dir)
     if not source.exists():
         raise DataError(source, "image file or folder not found")
