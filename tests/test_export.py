@@ -18,6 +18,8 @@ from deltalearn.export.runtime import (
 )
 from deltalearn.mcn.data import EvalDataset, collate_eval, open_coco
 from deltalearn.mcn.inference import METADATA_KEY, Predictor, build_model, evaluate, load_model
+from deltalearn.mcn.tasks.detection import TOP_K
+from deltalearn.mcn.tasks.pose import POSE_TOP_K
 
 SIZE = 64
 TINY = ["model.backbone=resnet18", "model.neck_channels=32", "model.head_channels=32", f"data.image_size={SIZE}",
@@ -88,7 +90,8 @@ def test_raw_outputs_match_eager(run: Path, exported: dict[str, Path], shape: tu
 def test_decoded_graph_matches_eager_decoding(run: Path, exported: dict[str, Path], shape: tuple[int, int, int]):
     reference, found = eager_and_onnx(run, exported["decoded"], shape)
     batch, height, width = shape
-    assert found["det.boxes"].shape == (batch, 100, 4) and found["pose.keypoints"].shape == (batch, 100, 17, 2)
+    assert found["det.boxes"].shape == (batch, TOP_K, 4)
+    assert found["pose.keypoints"].shape == (batch, POSE_TOP_K, 17, 2)
     assert found["seg.labels"].shape == (batch, height, width)
     confident = reference["det.scores"] >= 0.1
     assert confident.any(), "the trained model should find something"

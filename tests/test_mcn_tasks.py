@@ -17,6 +17,8 @@ from deltalearn.mcn.heatmaps import (
     gather_cells,
     gaussian_radius,
     integer_radius,
+    neighbourhood_max,
+    topk_logit_peaks,
     topk_peaks,
 )
 from deltalearn.mcn.losses import dice_loss, focal_loss, masked_l1, segmentation_ce
@@ -91,6 +93,27 @@ def test_find_peaks_and_topk_recover_planted_peaks() -> None:
     assert (found["channel"][1, 0], found["y"][1, 0], found["x"][1, 0]) == (0, 10, 20)
     assert found["index"][1, 0] == 10 * 24 + 20
     assert gather_cells(heat, found["index"])[1, 0, 0] == pytest.approx(0.7)
+
+
+@pytest.mark.parametrize("kernel", [3, 5])
+def test_neighbourhood_max_is_the_padded_max_pool(kernel: int) -> None:
+    generator = torch.Generator().manual_seed(kernel)
+    heat = torch.randn(2, 3, 11, 8, generator=generator)
+    heat[0, 0, :, :] = heat[0, 0, :1, :1]  # flat plateau: every cell is its own maximum
+    expected = torch.nn.functional.max_pool2d(heat, kernel, stride=1, padding=kernel // 2)
+    assert torch.equal(neighbourhood_max(heat, kernel), expected)
+
+
+def test_peaks_of_logits_are_the_peaks_of_their_sigmoid() -> None:
+    generator = torch.Generator().manual_seed(3)
+    logits = torch.randn(2, 4, 16, 12, generator=generator) * 3
+    expected = topk_peaks(find_peaks(torch.sigmoid(logits)), k=30)
+    found = topk_logit_peaks(logits, k=30)
+    torch.testing.assert_close(found["score"], expected["score"])
+    for key in ("channel", "index", "x", "y"):
+        assert torch.equal(found[key], expected[key]), key
+    few = topk_logit_peaks(torch.zeros(1, 1, 2, 2) - 50.0, k=3)  # 4 equal cells: all peaks
+    assert few["score"].shape == (1, 3)
 
 
 def test_focal_prior_bias() -> None:
@@ -237,6 +260,17 @@ def test_segmentation_decoding_is_the_argmax_of_upsampled_logits() -> None:
     assert torch.equal(found, expected) and found[1, 0, 0] == 0
     per_cell = logits.argmax(dim=1).repeat_interleave(STRIDE, 1).repeat_interleave(STRIDE, 2)
     assert (found != per_cell).any()  # near class borders the pixels decide, not their cells
+
+
+def test_binary_segmentation_decoding_equals_the_argmax() -> None:
+    """Background + one class take the sign of the upsampled difference: the same labels."""
+    generator = torch.Generator().manual_seed(1)
+    logits = torch.randn(3, 2, 9, 6, generator=generator)
+    logits[0, 1, 2:4] = logits[0, 0, 2:4]  # ties go to background
+    expected = upsample_logits(logits, STRIDE).max(dim=1).indices
+    found = decode_segmentation({"seg.logits": logits}, STRIDE).labels
+    assert found.dtype == torch.int64 and found.shape == (3, 36, 24)
+    assert torch.equal(found, expected) and found.any() and not found.all()
 
 
 # --- pose -------------------------------------------------------------------------------------

@@ -15,8 +15,8 @@ import torch
 
 from ...data.sample import Sample
 from ..heatmaps import (
-    box_centers, cell_weight, draw_gaussian, find_peaks, focal_prior_bias, gather_cells, integer_radius,
-    logit, scatter_cells, topk_peaks
+    box_centers, cell_weight, draw_gaussian, focal_prior_bias, gather_cells, integer_radius, logit,
+    scatter_cells, topk_logit_peaks
 )
 from ..losses import focal_loss, masked_l1
 from .base import HeadSpec, Results, Task, boxes_to_original, xyxy_to_xywh
@@ -43,7 +43,7 @@ def decode_centers(heatmap: torch.Tensor, size: torch.Tensor, offset: torch.Tens
     entries of :func:`topk_peaks` plus ``boxes`` [B, K, 4] xyxy in grid units. Computed in
     float32 (grid coordinates need more precision than bfloat16 has).
     """
-    peaks = topk_peaks(find_peaks(torch.sigmoid(heatmap.float())), k)
+    peaks = topk_logit_peaks(heatmap.float(), k)
     wh = gather_cells(size.float(), peaks["index"])  # [B, K, 2]
     sub_cell = gather_cells(offset.float(), peaks["index"])  # [B, K, 2]
     center_x = peaks["x"].to(wh.dtype) + sub_cell[..., 0]

@@ -13,6 +13,8 @@ Person centers, boxes and scores come from the detection task's heatmap (class `
 
 from __future__ import annotations
 
+import math
+
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -26,12 +28,14 @@ from ..heatmaps import (
 )
 from ..losses import focal_loss, masked_l1
 from .base import HeadSpec, Results, Task, boxes_to_original, xyxy_to_xywh
-from .detection import HEATMAP_PRIOR, MAX_OBJECTS, TOP_K, DetectionTask, decode_centers
+from .detection import HEATMAP_PRIOR, MAX_OBJECTS, DetectionTask, decode_centers
 
 POSE_OFFSETS = ("per_joint", "shared")  # keypoint sub-cell offsets: one pair per joint, or one in all
 KEYPOINT_THRESHOLD = 0.1  # a keypoint-heatmap peak below this never replaces a regressed keypoint
 SNAP_DISTANCE = 0.3  # ... nor one farther than this fraction of the box's longer side
 FAR_AWAY = 1e6  # distance given to peaks below the threshold, so that none is nearest
+POSE_TOP_K = 20  # persons decoded per image: COCO's keypoint evaluation scores the best 20 (maxDets)
+KEYPOINT_CANDIDATES = 32  # highest peaks per joint type that a regressed keypoint may snap to
 
 
 @dataclass
@@ -57,9 +61,10 @@ def gather_keypoint_offsets(offset: torch.Tensor, index: torch.Tensor) -> torch.
 
 
 def snap_to_peaks(regressed: torch.Tensor, boxes: torch.Tensor, heatmap: torch.Tensor, offset: torch.Tensor,
-                  k: int = TOP_K, threshold: float = KEYPOINT_THRESHOLD) -> tuple[torch.Tensor, torch.Tensor]:
+                  k: int = KEYPOINT_CANDIDATES,
+                  threshold: float = KEYPOINT_THRESHOLD) -> tuple[torch.Tensor, torch.Tensor]:
     """Replace each regressed keypoint by the nearest keypoint-heatmap peak of its joint, as
-    CenterNet does, where that peak scores >= ``threshold``, lies inside the person's box
+    CenterNet does, where that peak (one of the ``k`` best of its joint) scores >= ``threshold``, lies inside the person's box
     and within ``SNAP_DISTANCE`` of the box's longer side; else keep the regressed position.
 
     ``regressed`` [B, K, J, 2] and ``boxes`` [B, K, 4] in grid units; ``heatmap`` [B, J, h, w]
@@ -68,8 +73,9 @@ def snap_to_peaks(regressed: torch.Tensor, boxes: torch.Tensor, heatmap: torch.T
     """
     b, joints, h, w = heatmap.shape
     k = min(k, h * w)
-    peaks = find_peaks(torch.sigmoid(heatmap)).reshape(b, joints, h * w)
-    score, index = peaks.topk(k, dim=2)  # [B, J, Kc]
+    peaks = find_peaks(heatmap, fill=-math.inf).reshape(b, joints, h * w)  # on logits: sigmoid at the top-k only
+    logit_score, index = peaks.topk(k, dim=2)  # [B, J, Kc]
+    score = torch.sigmoid(logit_score)
     row = torch.div(index, w, rounding_mode="floor")
     cells = torch.stack([index - row * w, row], dim=-1).to(regressed.dtype)  # [B, J, Kc, 2]
     sub_cell = gather_keypoint_offsets(offset, index.permute(0, 2, 1)).permute(0, 2, 1, 3)  # [B, J, Kc, 2]
@@ -91,8 +97,10 @@ def snap_to_peaks(regressed: torch.Tensor, boxes: torch.Tensor, heatmap: torch.T
 
 
 def decode_poses(outputs: Mapping[str, torch.Tensor], output_stride: int, person_label: int = 0,
-                 k: int = TOP_K, threshold: float = KEYPOINT_THRESHOLD) -> Poses:
-    """Batched persons with keypoints from the raw output dict (detection + pose outputs)."""
+                 k: int = POSE_TOP_K, candidates: int = KEYPOINT_CANDIDATES,
+                 threshold: float = KEYPOINT_THRESHOLD) -> Poses:
+    """Batched persons (the ``k`` best person centers) with keypoints from the raw output dict
+    (detection + pose outputs)."""
     det, pose = DetectionTask.name, PoseTask.name
     person_heatmap = outputs[f"{det}.heatmap"][:, person_label:person_label + 1]  # [B, 1, h, w]
     centers = decode_centers(person_heatmap, outputs[f"{det}.size"], outputs[f"{det}.offset"], k)
@@ -101,7 +109,7 @@ def decode_poses(outputs: Mapping[str, torch.Tensor], output_stride: int, person
     cell = torch.stack([centers["x"], centers["y"]], dim=-1).to(displacement.dtype)  # [B, K, 2]
     regressed = cell[:, :, None, :] + displacement.reshape(b, persons, NUM_KEYPOINTS, 2)
     keypoints, keypoint_scores = snap_to_peaks(regressed, centers["boxes"], outputs[f"{pose}.heatmap"].float(),
-                                               outputs[f"{pose}.offset"].float(), k, threshold)
+                                               outputs[f"{pose}.offset"].float(), candidates, threshold)
     return Poses(boxes=centers["boxes"] * output_stride, scores=centers["score"],
                  keypoints=keypoints * output_stride, keypoint_scores=keypoint_scores)
 
@@ -195,9 +203,9 @@ class PoseTask(Task):
             found["offset"] = masked_l1(pred, targets[key("offset")], joint_mask)
         return found
 
-    def decode(self, outputs: Mapping[str, torch.Tensor], output_stride: int, k: int = TOP_K,
+    def decode(self, outputs: Mapping[str, torch.Tensor], output_stride: int, k: int = POSE_TOP_K,
                threshold: float = KEYPOINT_THRESHOLD) -> list[Poses]:
-        return decode_poses(outputs, output_stride, self.person_label, k, threshold).unbind()
+        return decode_poses(outputs, output_stride, self.person_label, k, threshold=threshold).unbind()
 
     def to_coco(self, results: Sequence[Poses], samples: Sequence[Sample],
                 category_ids: Sequence[int], min_score: float = 0.0) -> list[dict]:
