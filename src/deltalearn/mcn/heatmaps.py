@@ -13,6 +13,9 @@ import torch.nn.functional as F
 
 MIN_OVERLAP = 0.7  # CenterNet's IoU bound that sets the Gaussian radius of a box
 PEAK_KERNEL = 3  # a peak is the maximum of its 3x3 neighbourhood
+# logit given to cells that are not peaks: sigmoid 0 in float32, and finite, so that INT8
+# calibration of a graph with decoding inside sees no infinite ranges
+NOT_A_PEAK = torch.finfo(torch.float32).min
 
 
 def focal_prior_bias(prior: float = 0.1) -> float:
@@ -91,9 +94,9 @@ def cell_weight(crowd: torch.Tensor, stride: int) -> torch.Tensor:
 
 def find_peaks(heat: torch.Tensor, kernel: int = PEAK_KERNEL, fill: float = 0.0) -> torch.Tensor:
     """Set every value of ``heat`` [B, C, h, w] that is not the maximum of its neighbourhood to
-    ``fill``: 0 for probabilities, ``-inf`` for logits (a peak of the logits is one of their
-    sigmoid, and the sigmoid is then only needed at the top-k peaks)."""
-    return heat.masked_fill(neighbourhood_max(heat, kernel) != heat, fill)
+    ``fill``: 0 for probabilities, :data:`NOT_A_PEAK` for logits (a peak of the logits is one
+    of their sigmoid, and the sigmoid is then only needed at the top-k peaks)."""
+    return torch.where(neighbourhood_max(heat, kernel) == heat, heat, fill)
 
 
 def neighbourhood_max(heat: torch.Tensor, kernel: int = PEAK_KERNEL) -> torch.Tensor:
@@ -119,7 +122,7 @@ def neighbourhood_max(heat: torch.Tensor, kernel: int = PEAK_KERNEL) -> torch.Te
 def topk_logit_peaks(logits: torch.Tensor, k: int) -> dict[str, torch.Tensor]:
     """:func:`topk_peaks` of the sigmoid of heatmap ``logits`` [B, C, h, w], computed on the
     logits (fewer passes over the map); ``score`` is the sigmoid, 0 where fewer than ``k`` peaks."""
-    peaks = topk_peaks(find_peaks(logits, fill=-math.inf), k)
+    peaks = topk_peaks(find_peaks(logits, fill=NOT_A_PEAK), k)
     return {**peaks, "score": torch.sigmoid(peaks["score"])}
 
 

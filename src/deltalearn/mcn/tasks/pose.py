@@ -13,8 +13,6 @@ Person centers, boxes and scores come from the detection task's heatmap (class `
 
 from __future__ import annotations
 
-import math
-
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -23,8 +21,8 @@ import torch
 from ...data.keypoints import NUM_KEYPOINTS
 from ...data.sample import Sample
 from ..heatmaps import (
-    box_centers, cell_weight, draw_gaussian, find_peaks, focal_prior_bias, gather_cells, integer_radius,
-    logit, scatter_cells
+    NOT_A_PEAK, box_centers, cell_weight, draw_gaussian, find_peaks, focal_prior_bias, gather_cells,
+    integer_radius, logit, scatter_cells
 )
 from ..losses import focal_loss, masked_l1
 from .base import HeadSpec, Results, Task, boxes_to_original, xyxy_to_xywh
@@ -73,7 +71,7 @@ def snap_to_peaks(regressed: torch.Tensor, boxes: torch.Tensor, heatmap: torch.T
     """
     b, joints, h, w = heatmap.shape
     k = min(k, h * w)
-    peaks = find_peaks(heatmap, fill=-math.inf).reshape(b, joints, h * w)  # on logits: sigmoid at the top-k only
+    peaks = find_peaks(heatmap, fill=NOT_A_PEAK).reshape(b, joints, h * w)  # on logits: sigmoid at the top-k only
     logit_score, index = peaks.topk(k, dim=2)  # [B, J, Kc]
     score = torch.sigmoid(logit_score)
     row = torch.div(index, w, rounding_mode="floor")
