@@ -100,19 +100,21 @@ def random_masks(num: int, length: int, mask_ratio: float, generator: torch.Gene
 
 @torch.no_grad()
 def masked_errors(model: MaskedAutoencoder, images: Tensor, num_masks: int = 64, mask_ratio: float = 0.75,
-                  seed: int = 0, batch_size: int = 512) -> MaskedErrors:
+                  seed: int = 0, batch_size: int = 512, precision: str = "auto") -> MaskedErrors:
     """Reconstruction errors of normalised ``images`` [N, 3, H, W] under ``num_masks`` masks each.
 
     The masks are drawn from ``seed`` and shared by all images (each image gets the same set),
-    so results do not depend on batching. Forward passes take ``batch_size`` image copies.
+    so in fp32 results do not depend on batching (in bf16 they do, by rounding: oneDNN's AMX
+    kernels block differently for other batch sizes). Forward passes take ``batch_size``
+    image copies; ``precision`` as in ``resolve_precision`` (auto: bf16 where native).
     """
     generator = torch.Generator().manual_seed(seed)
     masks = random_masks(num_masks, model.num_patches, mask_ratio, generator)  # [K, L]
     device = next(model.parameters()).device
-    precision = resolve_precision("auto", device)
+    run_as = resolve_precision(precision, device)
     n = images.shape[0]
     errors = []
-    with autocast(precision):
+    with autocast(run_as):
         for start in range(0, n * num_masks, batch_size):  # copy index = image * K + mask
             index = torch.arange(start, min(start + batch_size, n * num_masks))
             chunk = images[index // num_masks].to(device)  # only this pass's copies in memory
