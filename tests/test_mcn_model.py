@@ -74,6 +74,24 @@ def test_shared_keypoint_offset_and_loss_weights() -> None:
     assert model.tasks["pose"].term_weights == {"heatmap": 1.0, "displacement": 1.0, "offset": 2.0}
 
 
+def test_per_task_trunks_share_one_hidden_conv_per_task() -> None:
+    """``head_trunk="per_task"``: the same outputs, one 3x3 conv per task instead of one per output,
+    and a state dict that CenterNet's layout cannot load by mistake."""
+    centernet = build_mcn("resnet18", num_classes=NUM_CLASSES, **SMALL)
+    shared = build_mcn("resnet18", num_classes=NUM_CLASSES, head_trunk="per_task", **SMALL)
+    hidden = [m for m in shared.tasks.modules() if isinstance(m, torch.nn.Conv2d) and m.kernel_size == (3, 3)]
+    assert len(hidden) == 3  # det, seg, pose
+    assert sum(p.numel() for p in shared.parameters()) < sum(p.numel() for p in centernet.parameters())
+    with torch.no_grad():
+        outputs = shared.eval()(torch.randn(2, 3, 128, 128))
+    assert {k: tuple(v.shape) for k, v in outputs.items()} == expected_shapes(128, 128)
+    assert torch.sigmoid(outputs["pose.heatmap"]).mean().item() == pytest.approx(0.1, abs=0.05)
+    with pytest.raises(RuntimeError, match="Missing key"):
+        centernet.load_state_dict(shared.state_dict())
+    with pytest.raises(ValueError, match="head_trunk"):
+        build_mcn("resnet18", head_trunk="per_head", **SMALL)
+
+
 def test_heatmap_heads_start_at_the_prior() -> None:
     model = build_mcn("resnet18", num_classes=NUM_CLASSES, **SMALL).eval()
     with torch.no_grad():

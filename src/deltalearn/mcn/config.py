@@ -28,6 +28,7 @@ class ModelConfig:
     tasks: list[str] = field(default_factory=lambda: list(TASK_NAMES))  # any subset of det, seg, pose
     neck_channels: int = 64  # channels of the stride-4 feature map shared by all heads
     head_channels: int = 64  # hidden channels of each head's 3x3 conv
+    head_trunk: Literal["per_output", "per_task"] = "per_output"  # a 3x3 conv per output (CenterNet) or per task
     pose_offsets: Literal["per_joint", "shared"] = "per_joint"  # keypoint sub-pixel offsets
 
 

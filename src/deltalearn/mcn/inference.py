@@ -85,6 +85,7 @@ def build_model(info: ModelInfo) -> MultitaskCenterNet:
         neck_channels=model_cfg.neck_channels,
         pretrained=model_cfg.pretrained,
         pose_offsets=model_cfg.pose_offsets,
+        head_trunk=model_cfg.head_trunk,
         loss_weights=info.config.loss.weights(model_cfg.tasks),
     )
 

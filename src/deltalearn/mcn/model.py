@@ -76,12 +76,13 @@ class MultitaskCenterNet(nn.Module):
 def build_mcn(backbone_name: str = "dla34", tasks: Sequence[str] = ("det", "seg", "pose"), num_classes: int = 1,
               person_label: int = 0, head_channels: int = 64, neck_channels: int = 64, pretrained: bool = False,
               pose_offsets: str = "per_joint", max_objects: int = 128,
-              loss_weights: Mapping[str, float] | None = None) -> MultitaskCenterNet:
+              loss_weights: Mapping[str, float] | None = None, head_trunk: str = "per_output") -> MultitaskCenterNet:
     """A Multitask CenterNet with the named ``tasks`` (any subset of det, seg, pose).
 
     ``num_classes`` object classes for det and seg; pose finds persons as detection class
     ``person_label``. ``loss_weights`` maps ``<task>.<term>`` (e.g. ``det.size``) to the
-    term's weight, overriding the tasks' defaults.
+    term's weight, overriding the tasks' defaults. ``head_trunk``: one hidden 3x3 conv per
+    output (``per_output``, CenterNet's) or one per task shared by its outputs (``per_task``).
     """
     unknown = [name for name in tasks if name not in TASKS]
     if unknown or not tasks:
@@ -93,7 +94,8 @@ def build_mcn(backbone_name: str = "dla34", tasks: Sequence[str] = ("det", "seg"
     weights = _split_loss_weights(loss_weights or {}, tasks)
     backbone = TimmBackbone(backbone_name, pretrained=pretrained)
     neck = UpsampleNeck(backbone.channels, backbone.reductions, neck_channels)
-    common: dict[str, Any] = {"in_channels": neck.out_channels, "head_channels": head_channels}
+    common: dict[str, Any] = {"in_channels": neck.out_channels, "head_channels": head_channels,
+                              "head_trunk": head_trunk}
     built: dict[str, Task] = {}
     if DetectionTask.name in tasks:
         built["det"] = DetectionTask(num_classes, max_objects=max_objects, term_weights=weights["det"], **common)

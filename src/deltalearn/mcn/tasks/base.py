@@ -13,6 +13,9 @@ from torch import nn
 from ...data.sample import Sample
 
 HEAD_KERNEL = 3  # the hidden conv of every head, as CenterNet
+# where a task's hidden 3x3 conv sits: one per output (CenterNet's), or one per task that all
+# of the task's 1x1 output convs share (a third of the head cost for detection and pose)
+HEAD_TRUNKS = ("per_output", "per_task")
 
 
 @dataclass(frozen=True)
@@ -23,15 +26,22 @@ class HeadSpec:
     bias: float = 0.0  # initial bias of that conv, e.g. focal_prior_bias(0.1) for heatmaps
 
 
-def make_head(in_channels: int, head_channels: int, spec: HeadSpec) -> nn.Sequential:
-    """CenterNet's head: 3x3 conv -> ReLU -> 1x1 conv to ``spec.channels``."""
+def make_trunk(in_channels: int, head_channels: int) -> nn.Sequential:
+    """The hidden layer of a head: 3x3 conv -> ReLU."""
+    return nn.Sequential(nn.Conv2d(in_channels, head_channels, kernel_size=HEAD_KERNEL, padding=HEAD_KERNEL // 2),
+                         nn.ReLU(inplace=True))
+
+
+def make_output(head_channels: int, spec: HeadSpec) -> nn.Conv2d:
+    """The 1x1 conv to ``spec.channels``, its bias set to ``spec.bias``."""
     final = nn.Conv2d(head_channels, spec.channels, kernel_size=1)
     nn.init.constant_(final.bias, spec.bias)
-    return nn.Sequential(
-        nn.Conv2d(in_channels, head_channels, kernel_size=HEAD_KERNEL, padding=HEAD_KERNEL // 2),
-        nn.ReLU(inplace=True),
-        final,
-    )
+    return final
+
+
+def make_head(in_channels: int, head_channels: int, spec: HeadSpec) -> nn.Sequential:
+    """CenterNet's head: 3x3 conv -> ReLU -> 1x1 conv to ``spec.channels``."""
+    return nn.Sequential(*make_trunk(in_channels, head_channels), make_output(head_channels, spec))
 
 
 class Results:
@@ -58,8 +68,11 @@ class Task(nn.Module):
     default_term_weights: ClassVar[dict[str, float]] = {}
 
     def __init__(self, heads: Mapping[str, HeadSpec], in_channels: int, head_channels: int = 64,
-                 weight: float = 1.0, term_weights: Mapping[str, float] | None = None) -> None:
+                 weight: float = 1.0, term_weights: Mapping[str, float] | None = None,
+                 head_trunk: str = "per_output") -> None:
         super().__init__()
+        if head_trunk not in HEAD_TRUNKS:
+            raise ValueError(f"head_trunk must be one of {HEAD_TRUNKS}, got {head_trunk!r}")
         unknown = set(term_weights or {}) - set(self.default_term_weights)
         if unknown:
             raise ValueError(f"task '{self.name}': unknown loss terms {sorted(unknown)}, "
@@ -67,8 +80,13 @@ class Task(nn.Module):
         self.weight = weight  # share of this task in the multitask loss
         self.term_weights = {**self.default_term_weights, **(term_weights or {})}
         self.head_specs = dict(heads)
-        self.heads = nn.ModuleDict({key: make_head(in_channels, head_channels, spec)
-                                    for key, spec in heads.items()})
+        if head_trunk == "per_task":
+            self.trunk: nn.Module = make_trunk(in_channels, head_channels)
+            self.heads = nn.ModuleDict({key: make_output(head_channels, spec) for key, spec in heads.items()})
+        else:  # no parameters of its own: the state dict keeps CenterNet's layout
+            self.trunk = nn.Identity()
+            self.heads = nn.ModuleDict({key: make_head(in_channels, head_channels, spec)
+                                        for key, spec in heads.items()})
 
     def key(self, name: str) -> str:
         """The task-prefixed key of an output, target or loss term, e.g. ``det.heatmap``."""
@@ -76,7 +94,8 @@ class Task(nn.Module):
 
     def forward(self, features: torch.Tensor) -> dict[str, torch.Tensor]:
         """Raw head outputs from the neck's ``features`` [B, C, h, w], keyed ``<task>.<output>``."""
-        return {self.key(name): head(features) for name, head in self.heads.items()}
+        shared = self.trunk(features)
+        return {self.key(name): head(shared) for name, head in self.heads.items()}
 
     def check_tasks(self, tasks: Mapping[str, Task]) -> None:
         """Raise ValueError when a task this one reads from is missing from ``tasks``."""

@@ -74,13 +74,13 @@ class DetectionTask(Task):
 
     def __init__(self, num_classes: int, in_channels: int, head_channels: int = 64,
                  max_objects: int = MAX_OBJECTS, weight: float = 1.0,
-                 term_weights: Mapping[str, float] | None = None) -> None:
+                 term_weights: Mapping[str, float] | None = None, head_trunk: str = "per_output") -> None:
         heads = {
             "heatmap": HeadSpec(num_classes, focal_prior_bias(HEATMAP_PRIOR)),
             "size": HeadSpec(2),
             "offset": HeadSpec(2),
         }
-        super().__init__(heads, in_channels, head_channels, weight, term_weights)
+        super().__init__(heads, in_channels, head_channels, weight, term_weights, head_trunk)
         self.num_classes = num_classes
         self.max_objects = max_objects
 

@@ -126,7 +126,7 @@ class PoseTask(Task):
 
     def __init__(self, in_channels: int, head_channels: int = 64, person_label: int = 0,
                  pose_offsets: str = "per_joint", max_objects: int = MAX_OBJECTS, weight: float = 1.0,
-                 term_weights: Mapping[str, float] | None = None) -> None:
+                 term_weights: Mapping[str, float] | None = None, head_trunk: str = "per_output") -> None:
         if pose_offsets not in POSE_OFFSETS:
             raise ValueError(f"pose_offsets must be one of {POSE_OFFSETS}, got {pose_offsets!r}")
         offset_groups = NUM_KEYPOINTS if pose_offsets == "per_joint" else 1
@@ -135,7 +135,7 @@ class PoseTask(Task):
             "displacement": HeadSpec(2 * NUM_KEYPOINTS),
             "offset": HeadSpec(2 * offset_groups),
         }
-        super().__init__(heads, in_channels, head_channels, weight, term_weights)
+        super().__init__(heads, in_channels, head_channels, weight, term_weights, head_trunk)
         self.person_label = person_label
         self.pose_offsets = pose_offsets
         self.max_objects = max_objects

@@ -75,8 +75,9 @@ class SegmentationTask(Task):
     default_term_weights = {"ce": 1.0, "dice": 0.0}
 
     def __init__(self, num_classes: int, in_channels: int, head_channels: int = 64, weight: float = 1.0,
-                 term_weights: Mapping[str, float] | None = None) -> None:
-        super().__init__({"logits": HeadSpec(num_classes + 1)}, in_channels, head_channels, weight, term_weights)
+                 term_weights: Mapping[str, float] | None = None, head_trunk: str = "per_output") -> None:
+        super().__init__({"logits": HeadSpec(num_classes + 1)}, in_channels, head_channels, weight, term_weights,
+                         head_trunk)
         self.num_classes = num_classes
 
     def encode_sample(self, sample: Sample, output_stride: int) -> dict[str, torch.Tensor]:
