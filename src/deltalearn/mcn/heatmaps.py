@@ -95,8 +95,14 @@ def cell_weight(crowd: torch.Tensor, stride: int) -> torch.Tensor:
 def find_peaks(heat: torch.Tensor, kernel: int = PEAK_KERNEL, fill: float = 0.0) -> torch.Tensor:
     """Set every value of ``heat`` [B, C, h, w] that is not the maximum of its neighbourhood to
     ``fill``: 0 for probabilities, :data:`NOT_A_PEAK` for logits (a peak of the logits is one
-    of their sigmoid, and the sigmoid is then only needed at the top-k peaks)."""
-    return torch.where(neighbourhood_max(heat, kernel) == heat, heat, fill)
+    of their sigmoid, and the sigmoid is then only needed at the top-k peaks).
+
+    Written as ``heat + not_peak * (fill - heat)``, which gives exactly ``heat`` at peaks and
+    exactly ``fill`` elsewhere (for 0, and for :data:`NOT_A_PEAK` with |heat| < 1e31, whose
+    sum rounds back to it): the same values as ``torch.where``, whose onnxruntime kernel
+    took 1.3 ms against 0.6 ms for 17 maps of 128 x 128 with their max-pool (2 threads)."""
+    not_peak = (heat < neighbourhood_max(heat, kernel)).to(heat.dtype)
+    return heat + not_peak * (fill - heat)
 
 
 def neighbourhood_max(heat: torch.Tensor, kernel: int = PEAK_KERNEL) -> torch.Tensor:
