@@ -12,7 +12,7 @@ from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 
 from deltalearn.data.keypoints import KEYPOINT_NAMES, NUM_KEYPOINTS
-from deltalearn.data.synthetic import generate_people
+from deltalearn.data.synthetic import COCO_KEYPOINT_MIN_AREA, generate_people
 
 SIZE = 128
 
@@ -24,7 +24,8 @@ def _folder_bytes(folder: Path) -> dict[str, bytes]:
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory) -> tuple[Path, dict, dict]:
     out = tmp_path_factory.mktemp("synth40")
-    stats = generate_people(out, num_images=40, size=SIZE, seed=0, workers=2, progress=False)
+    # every person labelled, so that the keypoints of all of them are checked against the render
+    stats = generate_people(out, num_images=40, size=SIZE, seed=0, workers=2, progress=False, keypoint_min_area=0)
     return out, json.loads((out / "annotations.json").read_text()), stats
 
 
@@ -113,6 +114,33 @@ def test_keypoint_visibility_follows_occlusion(decoded):
                 else:
                     assert v == 1 and others[pixel] and not mask[pixel], "an occluded joint lies under another instance"
     assert seen == {0, 1, 2}
+
+
+def test_small_persons_have_no_keypoints_as_in_coco(dataset, tmp_path):
+    """By default persons below 32^2 px of area are unlabelled (num_keypoints 0, all zeros),
+    larger ones keep theirs; the images are the same bytes either way."""
+    all_labelled_dir, all_labelled, stats = dataset
+    stats_coco = generate_people(tmp_path, num_images=40, size=SIZE, seed=0, workers=2, progress=False)
+    coco = json.loads((tmp_path / "annotations.json").read_text())
+    assert COCO_KEYPOINT_MIN_AREA == 1024 and coco["info"]["keypoint_min_area"] == 1024
+    assert all_labelled["info"]["keypoint_min_area"] == 0
+    small = large = 0
+    for before, after in zip(all_labelled["annotations"], coco["annotations"], strict=True):
+        assert {k: v for k, v in before.items() if "keypoints" not in k} == \
+            {k: v for k, v in after.items() if "keypoints" not in k}
+        if before["category_id"] != 1:
+            continue
+        if before["area"] < 1024:
+            small += before["num_keypoints"] > 0
+            assert after["num_keypoints"] == 0 and after["keypoints"] == [0] * 3 * NUM_KEYPOINTS
+        else:
+            large += 1
+            assert after["keypoints"] == before["keypoints"] and after["num_keypoints"] == before["num_keypoints"]
+    assert small > 0 and large > 0  # both kinds occur in 40 images
+    assert stats_coco["persons_with_keypoints"] < stats["persons_with_keypoints"]
+    assert _folder_bytes(tmp_path / "images") == _folder_bytes(all_labelled_dir / "images")
+    with pytest.raises(ValueError, match="keypoint_min_area"):
+        generate_people(tmp_path / "bad", num_images=1, keypoint_min_area=-1, progress=False)
 
 
 def test_variety_across_images(dataset, decoded):

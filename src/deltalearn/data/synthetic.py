@@ -45,6 +45,10 @@ _CATEGORY_ID = {c["name"]: c["id"] for c in CATEGORIES}
 MAX_OBJECTS = 8  # objects sampled per image: 0 .. MAX_OBJECTS
 EMPTY_FRACTION = 0.1  # share of images sampled without any object
 MIN_VISIBLE_PIXELS = 12  # objects with a smaller visible mask are removed and the image repainted
+# COCO labels keypoints on medium and large persons only: small ones (area < 32^2) and crowds
+# have num_keypoints 0, and pycocotools' keypoint evaluation has no 'small' area range. A
+# person of smaller area gets keypoints [0] * 51 here too (0 labels every person).
+COCO_KEYPOINT_MIN_AREA = 32 ** 2
 PNG_COMPRESSION = 1  # fixed, so the same seed gives the same bytes
 
 
@@ -306,12 +310,18 @@ def _init_worker() -> None:
 
 
 def generate_people(out_dir: str | Path, num_images: int = 200, size: int = 256, seed: int = 0,
-                    workers: int | None = None, progress: bool = True) -> dict:
+                    workers: int | None = None, progress: bool = True,
+                    keypoint_min_area: int = COCO_KEYPOINT_MIN_AREA) -> dict:
     """Write a synthetic COCO data set of people, vehicles and balls to ``out_dir``.
 
     Creates ``out_dir/images/000000.png ...`` (image id = index + 1) and ``out_dir/annotations.json``
-    (written atomically). Returns stats: images, annotations per category name, empty images, seconds.
+    (written atomically). Persons whose mask area is below ``keypoint_min_area`` are annotated
+    without keypoints, as in COCO (0: every person has them); the images do not depend on it.
+    Returns stats: images, annotations per category name, persons with keypoints, empty
+    images, seconds.
     """
+    if keypoint_min_area < 0:
+        raise ValueError(f"keypoint_min_area must be >= 0, got {keypoint_min_area}")
     if num_images < 0:
         raise ValueError(f"num_images must be >= 0, got {num_images}")
     if size < 32:
@@ -326,7 +336,7 @@ def generate_people(out_dir: str | Path, num_images: int = 200, size: int = 256,
     images_dir.mkdir(parents=True, exist_ok=True)
     jobs = [(str(images_dir), seed, i, size) for i in range(num_images)]
     per_image = run_jobs(_write_image, jobs, workers, progress)
-    dataset = _coco_dataset(per_image, size, seed)
+    dataset = _coco_dataset(per_image, size, seed, keypoint_min_area)
     _write_json_atomic(out_dir / "annotations.json", dataset)
     counts = {c["name"]: 0 for c in CATEGORIES}
     names = {c["id"]: c["name"] for c in CATEGORIES}
@@ -335,6 +345,7 @@ def generate_people(out_dir: str | Path, num_images: int = 200, size: int = 256,
     return {
         "images": num_images,
         "annotations": counts,
+        "persons_with_keypoints": sum(1 for ann in dataset["annotations"] if ann.get("num_keypoints", 0) > 0),
         "empty_images": sum(1 for anns in per_image if not anns),
         "seconds": round(time.perf_counter() - start, 3),
     }
@@ -354,14 +365,24 @@ def run_jobs(render: Callable[[tuple], T], jobs: list[tuple], workers: int | Non
     return results
 
 
-def _coco_dataset(per_image: list[list[dict]], size: int, seed: int) -> dict:
+def unlabel_keypoints(ann: dict, min_area: int) -> dict:
+    """``ann`` with its keypoints unlabelled ([0] * 51, num_keypoints 0) if it is a person
+    whose area is below ``min_area``; other annotations as they are."""
+    if "keypoints" not in ann or ann["area"] >= min_area:
+        return ann
+    return {**ann, "keypoints": [0] * len(ann["keypoints"]), "num_keypoints": 0}
+
+
+def _coco_dataset(per_image: list[list[dict]], size: int, seed: int, keypoint_min_area: int) -> dict:
     """Assemble the COCO dictionary; ids follow image order, then painting order."""
     images, annotations = [], []
     for index, anns in enumerate(per_image):
         images.append({"id": index + 1, "file_name": f"{index:06d}.png", "width": size, "height": size})
         for ann in anns:
+            ann = unlabel_keypoints(ann, keypoint_min_area)
             annotations.append({"id": len(annotations) + 1, "image_id": index + 1, **ann})
-    info = {"description": "deltalearn synthetic people", "version": "1", "seed": seed}
+    info = {"description": "deltalearn synthetic people", "version": "1", "seed": seed,
+            "keypoint_min_area": keypoint_min_area}
     return {"info": info, "licenses": [], "images": images, "annotations": annotations, "categories": CATEGORIES}
 
 
