@@ -10,7 +10,8 @@ from torch import nn
 
 from deltalearn.cli import EXIT_BAD_INPUT, main
 from deltalearn.mcn.bench import (
-    BenchSettings, count_flops, count_params, format_report, interleaved_medians, network_infos, single_task_sets
+    BenchSettings, count_flops, count_params, format_report, interleaved_medians, interleaved_times, network_infos,
+    single_task_sets
 )
 from deltalearn.mcn.bench_memory import peak_memory_mb
 from deltalearn.mcn.config import MCNConfig
@@ -57,6 +58,10 @@ def test_interleaving_alternates_the_order_and_skips_warmup():
     medians = interleaved_medians(first, second, runs=3, warmup=1)
     assert calls == ["a", "b", "b", "a", "a", "b", "b", "a"]
     assert all(m >= 0 for m in medians)
+    calls.clear()
+    times = interleaved_times(first, second, runs=2, warmup=1)  # per-round times, for paired differences
+    assert calls == ["a", "b", "b", "a", "a", "b"]
+    assert [len(t) for t in times] == [2, 2] and all(t >= 0 for side in times for t in side)
 
 
 def test_peak_memory_of_a_fresh_process_holds_the_weights():
