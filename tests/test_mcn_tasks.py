@@ -11,6 +11,7 @@ from deltalearn.data.keypoints import NUM_KEYPOINTS
 from deltalearn.data.sample import IGNORE_INDEX, Sample
 from deltalearn.evaluation import ConfusionMatrix, evaluate_coco, segmentation_metrics
 from deltalearn.mcn.heatmaps import (
+    NOT_A_PEAK,
     draw_gaussian,
     find_peaks,
     focal_prior_bias,
@@ -114,6 +115,16 @@ def test_peaks_of_logits_are_the_peaks_of_their_sigmoid() -> None:
         assert torch.equal(found[key], expected[key]), key
     few = topk_logit_peaks(torch.zeros(1, 1, 2, 2) - 50.0, k=3)  # 4 equal cells: all peaks
     assert few["score"].shape == (1, 3)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_peaks_of_low_precision_logits_are_float32_and_finite(dtype: torch.dtype) -> None:
+    logits = (torch.randn(1, 3, 9, 7, generator=torch.Generator().manual_seed(1)) * 3).to(dtype)
+    peaks = find_peaks(logits, fill=NOT_A_PEAK)
+    assert peaks.dtype == torch.float32 and not torch.isnan(peaks).any()
+    assert torch.equal(peaks, find_peaks(logits.float(), fill=NOT_A_PEAK))
+    is_peak = peaks > NOT_A_PEAK
+    assert is_peak.any() and torch.equal(peaks[is_peak], logits.float()[is_peak])
 
 
 def test_focal_prior_bias() -> None:
