@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from deltalearn.config import PACKAGED_CONFIGS, atomic_write_text, load_config
-from deltalearn.data.synthetic import COCO_KEYPOINT_MIN_AREA, generate_people
+from deltalearn.data.synthetic import SCENES, generate_people
 from deltalearn.mcn.commands import format_metrics
 from deltalearn.mcn.config import MCNConfig
 from deltalearn.mcn.data import open_coco
@@ -31,8 +31,10 @@ def main() -> None:
     parser.add_argument("--val-images", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--size", type=int, default=128, help="generated image side (the configs train at 128 px)")
-    parser.add_argument("--keypoint-min-area", type=int, default=COCO_KEYPOINT_MIN_AREA,
-                        help="persons of smaller area get no keypoints, as in COCO (0: all labelled)")
+    parser.add_argument("--keypoint-min-area", type=int, default=None,
+                        help="persons of smaller area get no keypoints, as in COCO (default: COCO's 32^2 px "
+                             "in 640 px images scaled to --size; 0: all labelled)")
+    parser.add_argument("--scene", choices=list(SCENES), default="cluttered", help="generated scenes (default cluttered)")
     parser.add_argument("--only", nargs="+", choices=COMBINATIONS, default=list(COMBINATIONS))
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides for every network")
     args = parser.parse_args()
@@ -41,7 +43,7 @@ def main() -> None:
     for folder, count, seed in ((train_dir, args.images, args.seed), (val_dir, args.val_images, args.seed + VAL_SEED_OFFSET)):
         if not (folder / "annotations.json").is_file():
             generate_people(folder, num_images=count, size=args.size, seed=seed,
-                            keypoint_min_area=args.keypoint_min_area)
+                            keypoint_min_area=args.keypoint_min_area, scene=args.scene)
     rows = {}
     for combo in args.only:
         config = load_config(MCNConfig, PACKAGED_CONFIGS / "mcn" / f"synth_{combo}.yaml",

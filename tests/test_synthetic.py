@@ -12,7 +12,7 @@ from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 
 from deltalearn.data.keypoints import KEYPOINT_NAMES, NUM_KEYPOINTS
-from deltalearn.data.synthetic import COCO_KEYPOINT_MIN_AREA, generate_people
+from deltalearn.data.synthetic import COCO_KEYPOINT_MIN_AREA, SCENES, coco_keypoint_min_area, generate_people
 
 SIZE = 128
 
@@ -116,13 +116,31 @@ def test_keypoint_visibility_follows_occlusion(decoded):
     assert seen == {0, 1, 2}
 
 
-def test_small_persons_have_no_keypoints_as_in_coco(dataset, tmp_path):
-    """By default persons below 32^2 px of area are unlabelled (num_keypoints 0, all zeros),
-    larger ones keep theirs; the images are the same bytes either way."""
-    all_labelled_dir, all_labelled, stats = dataset
-    stats_coco = generate_people(tmp_path, num_images=40, size=SIZE, seed=0, workers=2, progress=False)
+def test_coco_keypoint_threshold_scales_with_the_image():
+    """COCO's 32^2 px is for its 640 px images: the same scene at 128 px has 1/25 of the area."""
+    assert COCO_KEYPOINT_MIN_AREA == 1024
+    assert coco_keypoint_min_area(640) == 1024
+    assert coco_keypoint_min_area(128) == 41 and coco_keypoint_min_area(512) == 655
+
+
+def test_default_threshold_is_cocos_scaled_to_the_size(dataset, tmp_path):
+    _, all_labelled, _ = dataset
+    generate_people(tmp_path, num_images=40, size=SIZE, seed=0, workers=2, progress=False)
     coco = json.loads((tmp_path / "annotations.json").read_text())
-    assert COCO_KEYPOINT_MIN_AREA == 1024 and coco["info"]["keypoint_min_area"] == 1024
+    assert coco["info"]["keypoint_min_area"] == 41
+    for before, after in zip(all_labelled["annotations"], coco["annotations"], strict=True):
+        if before["category_id"] == 1:
+            assert (after["num_keypoints"] == 0) == (before["area"] < 41 or before["num_keypoints"] == 0)
+
+
+def test_small_persons_have_no_keypoints_as_in_coco(dataset, tmp_path):
+    """Persons below the threshold (here COCO's 32^2 px itself) are unlabelled (num_keypoints 0,
+    all zeros), larger ones keep theirs; the images are the same bytes either way."""
+    all_labelled_dir, all_labelled, stats = dataset
+    stats_coco = generate_people(tmp_path, num_images=40, size=SIZE, seed=0, workers=2, progress=False,
+                                 keypoint_min_area=1024)
+    coco = json.loads((tmp_path / "annotations.json").read_text())
+    assert coco["info"]["keypoint_min_area"] == 1024
     assert all_labelled["info"]["keypoint_min_area"] == 0
     small = large = 0
     for before, after in zip(all_labelled["annotations"], coco["annotations"], strict=True):
@@ -152,6 +170,35 @@ def test_variety_across_images(dataset, decoded):
     assert touching, "some objects must be cut by the image border"
     heights = [a["bbox"][3] for a in data["annotations"] if a["category_id"] == 1]
     assert min(heights) < 30 and max(heights) > SIZE / 2
+
+
+def test_simple_scenes_have_fewer_objects_and_larger_persons(dataset, tmp_path):
+    """The simple scene: at most 4 objects, no person drawn below 30 % of the side, fewer
+    distractors; the cluttered default is named in info and gives the same bytes as before."""
+    _, cluttered, _ = dataset
+    generate_people(tmp_path, num_images=40, size=SIZE, seed=0, workers=1, progress=False, scene="simple")
+    simple = json.loads((tmp_path / "annotations.json").read_text())
+    assert simple["info"]["scene"]["name"] == "simple" and simple["info"]["scene"]["max_objects"] == 4
+    assert cluttered["info"]["scene"] == {"name": "cluttered", "max_objects": 8, "min_person_height": 0.0,
+                                          "distractors": [3, 16]}
+    per_image = defaultdict(int)
+    for ann in simple["annotations"]:
+        per_image[ann["image_id"]] += 1
+    assert max(per_image.values()) <= SCENES["simple"].max_objects
+    assert len(simple["annotations"]) < len(cluttered["annotations"])
+
+    def median_height(data):
+        return np.median([a["bbox"][3] for a in data["annotations"] if a["category_id"] == 1])
+
+    assert median_height(simple) > 1.1 * median_height(cluttered)
+    # a person's skeleton is scaled to at least 0.3 * SIZE; a visible part may still be shorter
+    # (cut by the border, lying, occluded), so the check is on the keypoints' spread over the
+    # persons fully inside the image with every joint labelled and visible
+    spreads = [np.ptp(np.reshape(a["keypoints"], (-1, 3))[:, :2], axis=0).max()
+               for a in simple["annotations"] if a["category_id"] == 1 and a["num_keypoints"] == 17]
+    assert spreads and min(spreads) > 0.2 * SIZE
+    with pytest.raises(ValueError, match="unknown scene 'busy'"):
+        generate_people(tmp_path / "bad", num_images=1, scene="busy", progress=False)
 
 
 @pytest.mark.parametrize("kwargs", [{"num_images": -1}, {"size": 31}, {"workers": 0}, {"seed": -1}])

@@ -22,7 +22,8 @@ VAL_SEED_OFFSET = 1000  # the held-out set's seed is the training seed plus this
 DRAWN_IMAGES = 8  # held-out images drawn with their predictions
 
 
-def run_mcn_demo(out: Path, minutes: float, images: int, val_images: int, seed: int) -> dict[str, float]:
+def run_mcn_demo(out: Path, minutes: float, images: int, val_images: int, seed: int,
+                 scene: str = "simple") -> dict[str, float]:
     """Data, training, evaluation and drawings of the MCN demo under ``out``."""
     from .data.synthetic import generate_people
     from .mcn.commands import format_metrics
@@ -38,8 +39,8 @@ def run_mcn_demo(out: Path, minutes: float, images: int, val_images: int, seed: 
     train_dir, val_dir = out / "data" / "people_train", out / "data" / "people_val"
     for folder, count, data_seed in ((train_dir, images, seed), (val_dir, val_images, seed + VAL_SEED_OFFSET)):
         if not (folder / "annotations.json").is_file():
-            stats = generate_people(folder, num_images=count, size=size, seed=data_seed)
-            print(f"generated {count} images of {size} px in {folder} ({stats['seconds']:.0f} s)")
+            stats = generate_people(folder, num_images=count, size=size, seed=data_seed, scene=scene)
+            print(f"generated {count} {scene} images of {size} px in {folder} ({stats['seconds']:.0f} s)")
     run_dir = out / "runs" / "mcn_seg_det_pose"
     print(f"training seg + det + pose ({config.model.backbone}, {config.data.image_size} px) for at most "
           f"{minutes:g} minutes into {run_dir}")
@@ -49,7 +50,7 @@ def run_mcn_demo(out: Path, minutes: float, images: int, val_images: int, seed: 
     result = {key: metrics[key] for key in keys if key in metrics}
     result["train_minutes"] = (time.time() - started) / 60
     atomic_write_text(out / "mcn_metrics.json", json.dumps(result, indent=2) + "\n")
-    print(format_metrics(result, title=f"held-out synthetic set ({val_images} images, seed {seed + VAL_SEED_OFFSET})"))
+    print(format_metrics(result, title=f"held-out {scene} synthetic set ({val_images} images, seed {seed + VAL_SEED_OFFSET})"))
     drawings = out / "mcn_predictions"
     sources = sorted((val_dir / "images").glob("*.png"))[:DRAWN_IMAGES]
     source_dir = out / "data" / "people_val_sample"
@@ -96,7 +97,7 @@ def run_mae_demo(out: Path, minutes: float, images: int, val_images: int, seed: 
 def cmd_demo(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    run_mcn_demo(out, args.minutes, args.images, args.val_images, args.seed)
+    run_mcn_demo(out, args.minutes, args.images, args.val_images, args.seed, args.scene)
     if args.mae_minutes > 0:
         run_mae_demo(out, args.mae_minutes, args.mae_images, args.val_images, args.seed)
     print(f"demo done: everything is under {out}")
@@ -109,6 +110,8 @@ def register(systems: argparse._SubParsersAction) -> None:
     demo.add_argument("--out", type=Path, default=Path("demo"), help="output folder (default ./demo)")
     demo.add_argument("--minutes", type=float, default=10.0, help="MCN training budget in minutes (default 10)")
     demo.add_argument("--images", type=int, default=2000, help="synthetic training images (default 2000)")
+    demo.add_argument("--scene", choices=["simple", "cluttered"], default="simple",
+                      help="generated people scenes (default simple; cluttered is the hard set, see mcn synth)")
     demo.add_argument("--val-images", type=int, default=200, help="held-out images (default 200)")
     demo.add_argument("--mae-minutes", type=float, default=4.0,
                       help="MAE pretraining budget in minutes (default 4; 0 skips the MAE part)")

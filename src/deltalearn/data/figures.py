@@ -290,14 +290,14 @@ def run_ops(canvas: PartCanvas, ops: list) -> None:
         getattr(canvas, op[0])(*op[1:])
 
 
-def sample_figure(rng: np.random.Generator, image_size: int) -> Figure:
-    """A random person: pose, facing, scale (about 20 px up to most of the image), position, clothes."""
+def sample_figure(rng: np.random.Generator, image_size: int, min_height: float = 20.0) -> Figure:
+    """A random person: pose, facing, scale (``min_height`` px up to most of the image), position, clothes."""
     kind = POSE_KINDS[rng.choice(len(POSE_KINDS), p=_POSE_WEIGHTS)]
     pose = sample_pose(rng, POSE_KINDS[rng.integers(4)] if kind == "lying" else kind)
     facing = rng.random()
     yaw = rng.uniform(-25, 25) if facing < 0.4 else rng.choice([-1, 1]) * (rng.uniform(65, 100) if facing < 0.8 else rng.uniform(25, 65))
     roll = rng.choice([-1, 1]) * rng.uniform(70, 110) if kind == "lying" else rng.uniform(-8, 8)
-    height = float(np.exp(rng.uniform(np.log(20), np.log(0.95 * image_size))))
+    height = float(np.exp(rng.uniform(np.log(min_height), np.log(max(0.95 * image_size, min_height)))))
     build = rng.uniform(0.85, 1.2)
     pts3 = skeleton_3d(pose, build)
     names = list(pts3)

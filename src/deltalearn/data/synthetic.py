@@ -18,7 +18,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TypeVar
 
@@ -42,13 +42,52 @@ CATEGORIES = [
     {"id": 3, "name": "ball", "supercategory": "sports"},
 ]
 _CATEGORY_ID = {c["name"]: c["id"] for c in CATEGORIES}
-MAX_OBJECTS = 8  # objects sampled per image: 0 .. MAX_OBJECTS
 EMPTY_FRACTION = 0.1  # share of images sampled without any object
 MIN_VISIBLE_PIXELS = 12  # objects with a smaller visible mask are removed and the image repainted
 # COCO labels keypoints on medium and large persons only: small ones (area < 32^2) and crowds
-# have num_keypoints 0, and pycocotools' keypoint evaluation has no 'small' area range. A
-# person of smaller area gets keypoints [0] * 51 here too (0 labels every person).
+# have num_keypoints 0, and pycocotools' keypoint evaluation has no 'small' area range. That
+# area is in the pixels of COCO's images, 640 px on their long side; a generated image of
+# another size stands for the same scene at another resolution, so its threshold scales with
+# the area: 41 px^2 at 128 px, 655 at 512 (see coco_keypoint_min_area). A person of smaller
+# area gets keypoints [0] * 51 (0 labels every person).
 COCO_KEYPOINT_MIN_AREA = 32 ** 2
+COCO_IMAGE_SIDE = 640
+
+
+def coco_keypoint_min_area(size: int) -> int:
+    """COCO's keypoint labelling threshold (32^2 px in 640 px images) for images of ``size`` px."""
+    return round(COCO_KEYPOINT_MIN_AREA * (size / COCO_IMAGE_SIDE) ** 2)
+
+
+@dataclass(frozen=True)
+class Scene:
+    """How crowded a generated image is, and how small its persons get.
+
+    ``cluttered`` (the default) is the hard set: up to 8 objects that occlude each other,
+    persons from 20 px tall, 3-15 unannotated distractors, some shaped like limbs.
+    ``simple`` keeps the same renderer, textures, backgrounds and camera finish, with fewer
+    objects (up to 4), persons at least 30 % of the image side tall and 0-3 distractors: a
+    set that a network from random weights learns within minutes on a CPU (the demo's).
+    """
+
+    max_objects: int = 8  # objects sampled per image: 0 .. max_objects
+    min_person_height: float = 0.0  # fraction of the image side; persons are never below 20 px
+    distractors: tuple[int, int] = (3, 16)  # unannotated clutter shapes: low (inclusive) .. high (exclusive)
+
+
+SCENES = {
+    "cluttered": Scene(),
+    "simple": Scene(max_objects=4, min_person_height=0.3, distractors=(0, 4)),
+}
+
+
+def resolve_scene(scene: str | Scene) -> Scene:
+    """A Scene, or the name of one in SCENES (a clear error for an unknown name)."""
+    if isinstance(scene, Scene):
+        return scene
+    if scene not in SCENES:
+        raise ValueError(f"unknown scene {scene!r}: choose one of {', '.join(SCENES)}")
+    return SCENES[scene]
 PNG_COMPRESSION = 1  # fixed, so the same seed gives the same bytes
 
 
@@ -165,7 +204,7 @@ def sample_distractor(rng: np.random.Generator, size: int) -> Shape:
     return Shape(ops, {1: (("plain", "stripes", "checker", "noise", "dots"), random_color(rng), None)}, int(rng.integers(2**62)))
 
 
-def sample_background(rng: np.random.Generator, size: int) -> np.ndarray:
+def sample_background(rng: np.random.Generator, size: int, scene: Scene = SCENES["cluttered"]) -> np.ndarray:
     """A cluttered [size, size, 3] uint8 RGB background: gradient, colour blobs, pattern, distractors."""
     yy, xx = (np.arange(size, dtype=np.float32)[:, None] / size, np.arange(size, dtype=np.float32)[None] / size)
     a = rng.uniform(0, 2 * np.pi)
@@ -183,7 +222,7 @@ def sample_background(rng: np.random.Generator, size: int) -> np.ndarray:
         image += (pattern.astype(np.float32) - pattern.mean()) * rng.uniform(0.05, 0.3)
     image += rng.standard_normal((size, size, 1), dtype=np.float32) * rng.uniform(2, 12)
     image = np.clip(image, 0, 255).astype(np.uint8)
-    for _ in range(int(rng.integers(3, 16))):
+    for _ in range(int(rng.integers(*scene.distractors))):
         paint_object(image, None, 0, sample_distractor(rng, size))
     return image
 
@@ -216,10 +255,11 @@ def paint_object(image: np.ndarray, ids: np.ndarray | None, instance: int, obj) 
         ids[y0:y1, x0:x1][labels > 0] = instance
 
 
-def sample_objects(rng: np.random.Generator, size: int) -> list:
+def sample_objects(rng: np.random.Generator, size: int, scene: Scene = SCENES["cluttered"]) -> list:
     """The annotated objects of one image, in painting order (later ones in front)."""
-    n = 0 if rng.random() < EMPTY_FRACTION else int(rng.integers(1, MAX_OBJECTS + 1))
-    samplers = (sample_figure, sample_vehicle, sample_ball)
+    n = 0 if rng.random() < EMPTY_FRACTION else int(rng.integers(1, scene.max_objects + 1))
+    min_height = max(20.0, scene.min_person_height * size)
+    samplers = (lambda r, s: sample_figure(r, s, min_height), sample_vehicle, sample_ball)
     kinds = rng.choice(3, size=n, p=(0.6, 0.2, 0.2))
     return [samplers[k](rng, size) for k in kinds]
 
@@ -286,18 +326,19 @@ def keypoint_triplets(points: np.ndarray, ids: np.ndarray, instance: int) -> tup
     return flat, labelled
 
 
-def make_image(seed: int, index: int, size: int) -> tuple[np.ndarray, list[dict]]:
+def make_image(seed: int, index: int, size: int, scene: str | Scene = "cluttered") -> tuple[np.ndarray, list[dict]]:
     """Image ``index`` of the data set with ``seed``: (RGB image [size, size, 3] uint8, annotations)."""
+    scene = resolve_scene(scene)
     rng = np.random.default_rng([seed, index])
-    background = sample_background(rng, size)
-    image, ids, objects = render_scene(background, sample_objects(rng, size))
+    background = sample_background(rng, size, scene)
+    image, ids, objects = render_scene(background, sample_objects(rng, size, scene))
     return degrade(rng, image), annotate(ids, objects)
 
 
-def _write_image(job: tuple[str, int, int, int]) -> list[dict]:
+def _write_image(job: tuple[str, int, int, int, Scene]) -> list[dict]:
     """Worker: render one image, write its PNG, return its annotations."""
-    images_dir, seed, index, size = job
-    image, annotations = make_image(seed, index, size)
+    images_dir, seed, index, size, scene = job
+    image, annotations = make_image(seed, index, size, scene)
     ok, png = cv2.imencode(".png", image[..., ::-1], [cv2.IMWRITE_PNG_COMPRESSION, PNG_COMPRESSION])
     if not ok:
         raise RuntimeError(f"could not encode image {index}")
@@ -311,15 +352,21 @@ def _init_worker() -> None:
 
 def generate_people(out_dir: str | Path, num_images: int = 200, size: int = 256, seed: int = 0,
                     workers: int | None = None, progress: bool = True,
-                    keypoint_min_area: int = COCO_KEYPOINT_MIN_AREA) -> dict:
+                    keypoint_min_area: int | None = None, scene: str | Scene = "cluttered") -> dict:
     """Write a synthetic COCO data set of people, vehicles and balls to ``out_dir``.
 
     Creates ``out_dir/images/000000.png ...`` (image id = index + 1) and ``out_dir/annotations.json``
-    (written atomically). Persons whose mask area is below ``keypoint_min_area`` are annotated
-    without keypoints, as in COCO (0: every person has them); the images do not depend on it.
+    (written atomically). ``scene`` is a name in SCENES or a Scene. Persons whose mask area is
+    below ``keypoint_min_area`` are annotated without keypoints, as in COCO (None: COCO's
+    threshold scaled to ``size``, see coco_keypoint_min_area; 0: every person has them); the
+    images do not depend on it.
     Returns stats: images, annotations per category name, persons with keypoints, empty
     images, seconds.
     """
+    scene_name = scene if isinstance(scene, str) else "custom"
+    scene = resolve_scene(scene)
+    if keypoint_min_area is None:
+        keypoint_min_area = coco_keypoint_min_area(size)
     if keypoint_min_area < 0:
         raise ValueError(f"keypoint_min_area must be >= 0, got {keypoint_min_area}")
     if num_images < 0:
@@ -334,9 +381,10 @@ def generate_people(out_dir: str | Path, num_images: int = 200, size: int = 256,
     out_dir = Path(out_dir)
     images_dir = out_dir / "images"
     images_dir.mkdir(parents=True, exist_ok=True)
-    jobs = [(str(images_dir), seed, i, size) for i in range(num_images)]
+    jobs = [(str(images_dir), seed, i, size, scene) for i in range(num_images)]
     per_image = run_jobs(_write_image, jobs, workers, progress)
     dataset = _coco_dataset(per_image, size, seed, keypoint_min_area)
+    dataset["info"]["scene"] = {"name": scene_name, **asdict(scene)}
     _write_json_atomic(out_dir / "annotations.json", dataset)
     counts = {c["name"]: 0 for c in CATEGORIES}
     names = {c["id"]: c["name"] for c in CATEGORIES}

@@ -19,10 +19,10 @@ def _cmd_synth(args: argparse.Namespace) -> int:
     from ..data.synthetic import generate_people
 
     stats = generate_people(args.out, num_images=args.images, size=args.size, seed=args.seed, workers=args.workers,
-                            keypoint_min_area=args.keypoint_min_area)
+                            keypoint_min_area=args.keypoint_min_area, scene=args.scene)
     per_category = ", ".join(f"{name} {count}" for name, count in stats["annotations"].items())
     print(
-        f"wrote {stats['images']} images ({args.size} px, seed {args.seed}) and annotations.json to {args.out} "
+        f"wrote {stats['images']} {args.scene} images ({args.size} px, seed {args.seed}) and annotations.json to {args.out} "
         f"in {stats['seconds']:.1f} s: {per_category} ({stats['persons_with_keypoints']} persons with keypoints); "
         f"{stats['empty_images']} images without objects"
     )
@@ -117,16 +117,19 @@ def _add_weights_args(parser: argparse.ArgumentParser) -> None:
 def register(systems: argparse._SubParsersAction) -> None:
     """Add ``mcn`` and its commands to the top-level parser."""
     from ..cli import add_synth_args
-    from ..data.synthetic import COCO_KEYPOINT_MIN_AREA
+    from ..data.synthetic import SCENES
 
     mcn = systems.add_parser("mcn", help="Multitask CenterNet: data, training, evaluation, inference")
     commands = mcn.add_subparsers(dest="command", required=True)
 
     synth = commands.add_parser("synth", help="generate the synthetic people dataset (COCO format)")
     add_synth_args(synth, "annotations.json, images/", images=200, size=256)
-    synth.add_argument("--keypoint-min-area", type=int, default=COCO_KEYPOINT_MIN_AREA,
-                       help="persons of smaller mask area get no keypoints, as in COCO "
-                            f"(default {COCO_KEYPOINT_MIN_AREA} = 32^2; 0 labels every person)")
+    synth.add_argument("--scene", choices=list(SCENES), default="cluttered",
+                       help="cluttered (default): up to 8 objects, persons from 20 px, 3-15 distractors; "
+                            "simple: up to 4 objects, persons from 30 %% of the side, 0-3 distractors")
+    synth.add_argument("--keypoint-min-area", type=int, default=None,
+                       help="persons of smaller mask area get no keypoints, as in COCO (default: COCO's "
+                            "32^2 px in 640 px images, scaled to --size: 41 at 128 px; 0 labels every person)")
     synth.set_defaults(func=_cmd_synth)
 
     show = commands.add_parser("show", help="summarise a COCO dataset and draw its ground truth")
