@@ -13,6 +13,7 @@ from deltalearn.data.coco import CocoDataset, collate_samples
 from deltalearn.data.errors import AnnotationError, DataError, DataWarning, ImageDecodeError
 from deltalearn.data.keypoints import KEYPOINT_NAMES, SKELETON
 from deltalearn.data.sample import IGNORE_INDEX
+from deltalearn.data.transforms import RandomHorizontalFlip
 
 A, B, C, D = 0, 1, 2, 3  # sample indices of a.png .. d.png
 PERSON, CAR, DOG = 0, 1, 2  # contiguous labels of COCO ids 1, 5, 9
@@ -144,6 +145,30 @@ def test_transforms_are_applied_last(tiny_coco):
 
     sample = CocoDataset.from_dir(tiny_coco, transforms=record)[A]
     assert seen == [[101, 102]] and sample.scale == 0.5
+
+
+def test_cached_samples_are_loaded_once_and_not_changed_by_transforms(tiny_coco, monkeypatch):
+    """With ``cache_samples`` a sample is decoded once; later calls give the same untransformed
+    content whatever the transforms did to their copy (here: a flip and a changed attribute)."""
+    dataset = CocoDataset.from_dir(tiny_coco)
+    reference = dataset.load(A)
+    dataset.cache_samples = True
+
+    def mutate(sample):
+        sample.scale = 0.5
+        return RandomHorizontalFlip(1.0)(sample)
+
+    dataset.transforms = mutate
+    loads = []
+    original_load = dataset.load
+    monkeypatch.setattr(dataset, "load", lambda index: loads.append(index) or original_load(index))
+    first, second = dataset[A], dataset[A]
+    assert loads == [A]
+    assert torch.equal(first.image, second.image) and torch.equal(first.image, reference.image.flip(-1))
+    cached = dataset._cache[A]
+    assert cached.scale == reference.scale != 0.5
+    assert torch.equal(cached.image, reference.image) and torch.equal(cached.masks, reference.masks)
+    assert torch.equal(cached.keypoints, reference.keypoints)
 
 
 def test_summary_counts(tiny_coco):

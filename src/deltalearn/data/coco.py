@@ -20,6 +20,7 @@ Rules chosen here:
 
 from __future__ import annotations
 
+import copy
 import os
 import warnings
 from collections.abc import Callable, Iterable, Sequence
@@ -68,6 +69,11 @@ class CocoDataset(torch.utils.data.Dataset):
         self.skipped: list[tuple[str, str]] = []  # (image file, one-line reason), once per sample
         self._skipped_index: set[int] = set()
         self._dropped: dict[int, int] = {}  # sample index -> degenerate boxes dropped
+        # decoded, untransformed samples kept after their first load (set ``cache_samples``):
+        # for small data sets that fit in memory, e.g. 2,000 generated 128 px images ~0.15 GB;
+        # every DataLoader worker keeps its own copy
+        self.cache_samples = False
+        self._cache: dict[int, Sample] = {}
 
         self.coco: dict[str, Any] = read_coco_json(self.ann_file)  # the raw JSON, for evaluation
         if not self.image_dir.is_dir():
@@ -183,12 +189,18 @@ class CocoDataset(torch.utils.data.Dataset):
     def __getitem__(self, index: int) -> Sample | None:
         """The transformed sample, or None for a bad sample when not strict."""
         try:
-            sample = self.load(index)
+            sample = self._cache.get(index) if self.cache_samples else None
+            if sample is None:
+                sample = self.load(index)
+                if self.cache_samples:
+                    self._cache[index] = sample
         except DataError as error:
             if self.strict:
                 raise
             self.record_skip(index, error)
             return None
+        if self.cache_samples:  # a shallow copy: a transform that sets attributes leaves the cache as it is
+            sample = copy.copy(sample)
         return self.transforms(sample) if self.transforms is not None else sample
 
     def load(self, index: int) -> Sample:

@@ -164,9 +164,12 @@ def train_transforms(
     flip: float = 0.5,
     color_jitter: float = 0.3,
     keypoint_names: Sequence[str] | None = None,
+    hue_jitter: float | None = None,
 ) -> Compose:
     """CenterNet-style augmentation: letterbox, random scale and shift (a crop when the
-    scale is above 1), horizontal flip with keypoint swap, colour jitter."""
+    scale is above 1), horizontal flip with keypoint swap, colour jitter (brightness,
+    contrast and saturation by ``color_jitter``, hue by ``hue_jitter``, by default
+    ``min(0.05, color_jitter / 6)``)."""
     steps: list[Callable[[Sample], Sample]] = [Letterbox(size)]
     geometric = []
     if scale_range != (1.0, 1.0) or shift > 0:
@@ -179,8 +182,9 @@ def train_transforms(
                 fill={tv_tensors.Image: 124, tv_tensors.Mask: 0},
             )
         )
-    if color_jitter > 0:
-        geometric.append(v2.ColorJitter(color_jitter, color_jitter, color_jitter, min(0.05, color_jitter / 6)))
+    hue = min(0.05, color_jitter / 6) if hue_jitter is None else hue_jitter
+    if color_jitter > 0 or hue > 0:
+        geometric.append(v2.ColorJitter(color_jitter, color_jitter, color_jitter, hue))
     if geometric:
         steps.append(V2(*geometric))
     if flip > 0:

@@ -95,4 +95,5 @@ def training_transforms(config: DataConfig, keypoint_names: Sequence[str] | None
         flip=config.flip,
         color_jitter=config.color_jitter,
         keypoint_names=keypoint_names or None,
+        hue_jitter=config.hue_jitter,
     )

@@ -48,6 +48,7 @@ def train(config: MCNConfig, train_set: CocoDataset, run_dir: str | Path, val_se
     info = model_info(config, train_set)
     model = build_model(info)
     train_set.transforms = training_transforms(config.data, info.keypoint_names)
+    train_set.cache_samples = config.data.cache_samples
     workers = config.data.workers
     loader = make_loader(
         train_set, config.train.batch_size, shuffle=True, seed=config.train.seed, drop_last=len(train_set) > config.train.batch_size,
