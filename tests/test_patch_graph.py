@@ -552,7 +552,8 @@ def test_eval_command_scores_method_and_baselines(tiny_data: Path, weights: Path
     assert any(k.endswith("broken.png") for k in reasons)
     gray = next(v for k, v in reasons.items() if k.endswith("gray.png"))
     assert "64x64" in gray and "72x40" in gray
-    assert set(result["baselines"]) == {"center_prior", "grabcut", "ncut"}
+    assert set(result["baselines"]) == {"center_prior", "grabcut", "ncut", "ncut+grabcut"}
+    assert set(result["variants"]) == {"graph", "graph+grabcut"}  # no head given
     scored = [result, result["patch_ceiling"], *result["baselines"].values()]
     for scores in scored:
         assert 0.0 <= scores["iou"] <= 1.0 and 0.0 <= scores["max_fbeta"] <= 1.0

@@ -18,6 +18,7 @@ from deltalearn.data.images import load_rgb
 from deltalearn.engine.checkpoint import CheckpointError, read_weights, weights_metadata
 from deltalearn.mae import create_mae
 from deltalearn.mae.data import generate_composites
+from deltalearn.mae.evaluate import evaluate_folder
 from deltalearn.mae.model import unpatchify
 from deltalearn.mae.seg_head import (
     HEAD_FILE,
@@ -33,6 +34,7 @@ from deltalearn.mae.seg_head import (
     soft_dice_loss,
     train_seg_head,
 )
+from deltalearn.mae.segment import PatchGraphConfig, PatchGraphSegmenter
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: one thread (see conftest)
 
@@ -135,6 +137,22 @@ def test_overfit_beats_empty_and_full_masks(frozen_run: tuple[Path, dict], compo
     full = mean_iou([np.ones(m.shape) for m in masks], masks)
     empty = mean_iou([np.zeros(m.shape) for m in masks], masks)
     assert iou > max(0.8, 3 * full, 3 * empty), (iou, full, empty)  # 0.94 when written
+
+
+def test_eval_scores_the_head_beside_the_graph(frozen_run: tuple[Path, dict], composites: Path) -> None:
+    """``evaluate_folder(head=...)`` adds the head alone and refined by GrabCut; the head alone
+    scores what its own probabilities score."""
+    run, _ = frozen_run
+    mae = fresh_mae()
+    head = load_seg_head(run, mae)
+    result = evaluate_folder(PatchGraphSegmenter(mae, PatchGraphConfig(num_masks=8)), composites, baselines=False,
+                             progress=False, head=head)
+    assert set(result["variants"]) == {"graph", "graph+grabcut", "head", "head+grabcut"}
+    images, masks = load_folder(composites)
+    own = mean_iou(predict_foreground(head, images), masks)
+    assert result["variants"]["head"]["iou"] == pytest.approx(own, abs=1e-3)
+    assert 0.0 <= result["variants"]["head+grabcut"]["iou"] <= 1.0
+    assert result["iou"] == result["variants"]["graph"]["iou"]  # the method itself is still the graph
 
 
 def test_round_trip_and_frozen_encoder_unchanged(frozen_run: tuple[Path, dict], composites: Path) -> None:

@@ -94,7 +94,12 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     if not args.data.is_dir():
         raise DataError(args.data, "--data folder not found")
     segmenter = _segmenter(args)
-    result = evaluate_folder(segmenter, args.data, limit=args.limit, baselines=not args.no_baselines)
+    head = None
+    if args.head is not None:
+        from .seg_head import load_seg_head
+
+        head = load_seg_head(args.head, segmenter.model)
+    result = evaluate_folder(segmenter, args.data, limit=args.limit, baselines=not args.no_baselines, head=head)
     result["config"] = to_dict(segmenter.config)
     print(format_eval(result))
     if args.json is not None:
@@ -169,4 +174,6 @@ def register(systems: argparse._SubParsersAction) -> None:
     ev.add_argument("--json", type=Path, default=None, help="write the scores as JSON")
     ev.add_argument("--limit", type=int, default=0, help="score the first N images only (0: all)")
     ev.add_argument("--no-baselines", action="store_true", help="skip center prior, GrabCut and ncut")
+    ev.add_argument("--head", type=Path, default=None,
+                    help="also score this segmentation head (mae train-head run or file), alone and + GrabCut")
     ev.set_defaults(func=_cmd_eval)

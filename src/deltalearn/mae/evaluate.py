@@ -9,7 +9,10 @@
 
 ``evaluate_folder`` scores the patch-graph method, with and without GrabCut refinement, and
 the baselines (center prior, GrabCut from a centered rectangle, normalized cut on the same
-patch graph) on the same images, and reports the patch-grid ceiling beside them.
+patch graph, and normalized cut refined by the same GrabCut step as the method, so that the
+refinement is compared like for like) on the same images, and reports the patch-grid
+ceiling beside them. Given a segmentation head (``mae train-head``), it also scores the
+head's probabilities, alone and refined by GrabCut.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from ..data.errors import DataError
 from .baselines import center_prior, grabcut_mask, patch_ceiling
 from .data import ImageFolder, image_root
 from .foreground import refine_with_grabcut
+from .seg_head import MAESegmenter, predict_foreground
 from .segment import PatchGraphSegmenter, ncut_score
 
 BETA2 = 0.3
@@ -105,10 +109,11 @@ def find_mask(masks_dir: Path, image: Path, root: Path) -> Path:
 
 
 def evaluate_folder(segmenter: PatchGraphSegmenter, data_dir: str | os.PathLike, limit: int = 0,
-                    baselines: bool = True, progress: bool = True) -> dict:
+                    baselines: bool = True, progress: bool = True, head: MAESegmenter | None = None) -> dict:
     """Scores on ``data_dir/images`` against ``data_dir/masks``; see the module docstring.
 
-    An image without a usable mask is skipped and counted (``skipped``, with reasons).
+    An image without a usable mask is skipped and counted (``skipped``, with reasons). With
+    ``head``, the variants ``head`` and ``head+grabcut`` are scored too.
     """
     data_dir = Path(data_dir)
     root = image_root(data_dir)
@@ -117,7 +122,9 @@ def evaluate_folder(segmenter: PatchGraphSegmenter, data_dir: str | os.PathLike,
         raise DataError(masks_dir, "masks folder not found (mae data folders hold images/ and masks/)")
     folder = ImageFolder(root)
     paths = folder.paths[:limit] if limit > 0 else folder.paths
-    names = ["graph", "graph+grabcut", "center_prior", "grabcut", "ncut", "patch_ceiling"]
+    names = ["graph", "graph+grabcut", "head", "head+grabcut", "center_prior", "grabcut", "ncut", "ncut+grabcut",
+             "patch_ceiling"]
+    seed = segmenter.config.seed
     scores = {name: Scores() for name in names}
     skipped: dict[str, str] = {}
     rows, cols = segmenter.model.grid_size
@@ -138,16 +145,21 @@ def evaluate_folder(segmenter: PatchGraphSegmenter, data_dir: str | os.PathLike,
                     continue
                 batch.append((pixels, truth))
             results = segmenter.segment([p for p, _ in batch], refine=False) if batch else []  # refined below
-            for (pixels, truth), result in zip(batch, results):
+            probs = predict_foreground(head, [p for p, _ in batch]) if head is not None and batch else [None] * len(batch)
+            for (pixels, truth), result, prob in zip(batch, results, probs):
                 height, width = truth.shape
                 scores["graph"].add(result.score, truth)
-                scores["graph+grabcut"].add(refine_with_grabcut(pixels, result.score, segmenter.config.seed)
-                                            .astype(np.float32), truth)
+                scores["graph+grabcut"].add(refine_with_grabcut(pixels, result.score, seed).astype(np.float32), truth)
+                if prob is not None:
+                    scores["head"].add(prob, truth)
+                    scores["head+grabcut"].add(refine_with_grabcut(pixels, prob, seed).astype(np.float32), truth)
                 scores["patch_ceiling"].add(patch_ceiling(truth, rows, cols).astype(np.float32), truth)
                 if baselines:
                     scores["center_prior"].add(center_prior(height, width), truth)
                     scores["grabcut"].add(grabcut_mask(pixels).astype(np.float32), truth)
-                    scores["ncut"].add(ncut_score(result.graph, height, width), truth)
+                    ncut = ncut_score(result.graph, height, width)
+                    scores["ncut"].add(ncut, truth)
+                    scores["ncut+grabcut"].add(refine_with_grabcut(pixels, ncut, seed).astype(np.float32), truth)
             bar.update(len(paths[first:first + 16]))
     method = "graph+grabcut" if segmenter.config.refine == "grabcut" else "graph"
     if not scores[method].ious:
@@ -155,8 +167,10 @@ def evaluate_folder(segmenter: PatchGraphSegmenter, data_dir: str | os.PathLike,
     return {
         **scores[method].result(),
         "method": method,
-        "baselines": {n: scores[n].result() for n in ("center_prior", "grabcut", "ncut") if scores[n].ious},
-        "variants": {n: scores[n].result() for n in ("graph", "graph+grabcut")},
+        "baselines": {n: scores[n].result() for n in ("center_prior", "grabcut", "ncut", "ncut+grabcut")
+                      if scores[n].ious},
+        "variants": {n: scores[n].result() for n in ("graph", "graph+grabcut", "head", "head+grabcut")
+                     if scores[n].ious},
         "patch_ceiling": scores["patch_ceiling"].result(),
         "grid": [rows, cols],
         "images": len(scores[method].ious),
