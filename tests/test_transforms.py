@@ -1,5 +1,8 @@
 """Transforms move image, boxes, masks and keypoints together; flips swap left and right."""
 
+import re
+
+import pytest
 import torch
 
 from deltalearn.data.keypoints import KEYPOINT_NAMES, NUM_KEYPOINTS
@@ -103,3 +106,21 @@ def test_transforms_of_an_image_without_objects():
         out = transform(empty)
         assert len(out.labels) == 0 and out.keypoints.shape == (0, NUM_KEYPOINTS, 3)
         assert out.masks.shape[1:] == out.size
+
+
+def _hue(transform) -> float | None:
+    """The hue range of the ColorJitter inside ``transform`` (None: no ColorJitter, 0: no hue step)."""
+    text = repr(transform)
+    if "ColorJitter" not in text:
+        return None
+    found = re.search(r"hue=\(([-0-9.e]+), ([-0-9.e]+)\)", text.split("ColorJitter")[1])
+    return float(found.group(2)) if found else 0.0
+
+
+def test_hue_jitter_defaults_to_a_share_of_colour_jitter():
+    """No colour jitter means no hue step either, unless hue_jitter asks for one."""
+    assert _hue(train_transforms(64, color_jitter=0.0)) is None
+    assert _hue(train_transforms(64, color_jitter=0.3)) == pytest.approx(0.05)
+    assert _hue(train_transforms(64, color_jitter=0.12)) == pytest.approx(0.02)
+    assert _hue(train_transforms(64, color_jitter=0.3, hue_jitter=0.0)) == 0.0
+    assert _hue(train_transforms(64, color_jitter=0.0, hue_jitter=0.1)) == pytest.approx(0.1)

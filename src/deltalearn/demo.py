@@ -36,7 +36,8 @@ def run_mcn_demo(out: Path, minutes: float, images: int, val_images: int, seed: 
     config = load_config(MCNConfig, PACKAGED_CONFIGS / "mcn" / "synth_seg_det_pose.yaml",
                          [f"train.max_minutes={minutes}", f"train.seed={seed}"])
     size = config.data.image_size  # generated at the network's input size
-    train_dir, val_dir = out / "data" / "people_train", out / "data" / "people_val"
+    # one folder pair per scene, so that a rerun with another --scene never reuses the other's images
+    train_dir, val_dir = out / "data" / f"people_{scene}_train", out / "data" / f"people_{scene}_val"
     for folder, count, data_seed in ((train_dir, images, seed), (val_dir, val_images, seed + VAL_SEED_OFFSET)):
         if not (folder / "annotations.json").is_file():
             stats = generate_people(folder, num_images=count, size=size, seed=data_seed, scene=scene)
@@ -53,7 +54,7 @@ def run_mcn_demo(out: Path, minutes: float, images: int, val_images: int, seed: 
     print(format_metrics(result, title=f"held-out {scene} synthetic set ({val_images} images, seed {seed + VAL_SEED_OFFSET})"))
     drawings = out / "mcn_predictions"
     sources = sorted((val_dir / "images").glob("*.png"))[:DRAWN_IMAGES]
-    source_dir = out / "data" / "people_val_sample"
+    source_dir = out / "data" / f"people_{scene}_val_sample"
     source_dir.mkdir(parents=True, exist_ok=True)
     for path in sources:
         (source_dir / path.name).write_bytes(path.read_bytes())

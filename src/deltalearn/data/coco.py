@@ -70,7 +70,7 @@ class CocoDataset(torch.utils.data.Dataset):
         self._skipped_index: set[int] = set()
         self._dropped: dict[int, int] = {}  # sample index -> degenerate boxes dropped
         # decoded, untransformed samples kept after their first load (set ``cache_samples``):
-        # for small data sets that fit in memory, e.g. 2,000 generated 128 px images ~0.15 GB;
+        # for small data sets that fit in memory, e.g. 2,000 generated 128 px images 0.2-0.25 GB;
         # every DataLoader worker keeps its own copy
         self.cache_samples = False
         self._cache: dict[int, Sample] = {}

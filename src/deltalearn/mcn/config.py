@@ -18,7 +18,7 @@ class DataConfig:
     shift: float = 0.2  # random translation, fraction of the image side
     flip: float = 0.5  # probability of a horizontal flip (left/right keypoints swap)
     color_jitter: float = 0.3  # brightness, contrast and saturation jitter
-    hue_jitter: float = 0.05  # hue shift (the costliest augmentation on CPU; 0: off)
+    hue_jitter: float | None = None  # hue shift; None: min(0.05, color_jitter / 6); the costliest step on CPU
     cache_samples: bool = False  # keep decoded training samples in memory (small data sets)
     workers: int = 2  # DataLoader processes
 
