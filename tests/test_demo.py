@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 from deltalearn.cli import main
+from deltalearn.demo import mcn_demo_config
 
 
 def test_demo_end_to_end(tmp_path: Path, capsys):
@@ -20,3 +21,10 @@ def test_demo_end_to_end(tmp_path: Path, capsys):
     assert len(list((out / "mae_segments" / "figures").glob("*.png"))) == 4
     printed = capsys.readouterr().out
     assert "seg IoU" in printed and "demo done" in printed
+
+
+def test_a_longer_demo_budget_gets_more_epochs():
+    """The clock ends the demo's run: 12 epochs fit 10 minutes on a fast CPU, 30 minutes get 36."""
+    short, default, long = (mcn_demo_config(m, seed=0).train for m in (1, 10, 30))
+    assert (short.epochs, default.epochs, long.epochs) == (12, 12, 36)
+    assert (short.max_minutes, long.max_minutes) == (1, 30)
