@@ -174,7 +174,7 @@ def test_variety_across_images(dataset, decoded):
 
 def test_simple_scenes_have_fewer_objects_and_larger_persons(dataset, tmp_path):
     """The simple scene: at most 4 objects, no person drawn below 30 % of the side, fewer
-    distractors; the cluttered default is named in info and gives the same bytes as before."""
+    distractors; the cluttered default is named in info with its settings."""
     _, cluttered, _ = dataset
     generate_people(tmp_path, num_images=40, size=SIZE, seed=0, workers=1, progress=False, scene="simple")
     simple = json.loads((tmp_path / "annotations.json").read_text())

@@ -123,11 +123,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def register(systems: argparse._SubParsersAction) -> None:
     """Add the ``demo`` command."""
+    from .data.synthetic import SCENES
+
     demo = systems.add_parser("demo", help="both systems end to end on generated data, on CPU, in minutes")
     demo.add_argument("--out", type=Path, default=Path("demo"), help="output folder (default ./demo)")
     demo.add_argument("--minutes", type=float, default=DEFAULT_MINUTES, help="MCN training budget in minutes (default 10)")
     demo.add_argument("--images", type=int, default=2000, help="synthetic training images (default 2000)")
-    demo.add_argument("--scene", choices=["simple", "cluttered"], default="simple",
+    demo.add_argument("--scene", choices=list(SCENES), default="simple",
                       help="generated people scenes (default simple; cluttered is the hard set, see mcn synth)")
     demo.add_argument("--val-images", type=int, default=200, help="held-out images (default 200)")
     demo.add_argument("--mae-minutes", type=float, default=4.0,
