@@ -127,6 +127,14 @@ def test_box_ap_is_one(samples: list[Sample], det_outputs: dict[str, torch.Tenso
     assert metrics["ap50"] == pytest.approx(1.0)
 
 
+def test_box_ap_is_one_with_region_regression(samples: list[Sample]) -> None:
+    det = DetectionTask(num_classes=2, in_channels=8, box_regression="region")
+    outputs = det.oracle_outputs(det.encode(samples, STRIDE), STRIDE)
+    results = det.to_coco(det.decode(outputs, STRIDE), samples, CATEGORY_IDS)
+    metrics = evaluate_coco(coco_ground_truth(samples), results, "bbox")
+    assert metrics["ap"] == pytest.approx(1.0)
+
+
 def keypoint_ap(samples: list[Sample], det_outputs: dict[str, torch.Tensor], pose_offsets: str) -> dict:
     pose = PoseTask(in_channels=8, person_label=PERSON, pose_offsets=pose_offsets)
     outputs = {**det_outputs, **pose.oracle_outputs(pose.encode(samples, STRIDE), STRIDE)}

@@ -24,6 +24,7 @@ from deltalearn.mcn.heatmaps import (
 )
 from deltalearn.mcn.losses import dice_loss, focal_loss, masked_l1, segmentation_ce
 from deltalearn.mcn.tasks import DetectionTask, PoseTask, SegmentationTask
+from deltalearn.mcn.tasks.pose import decode_poses
 from deltalearn.mcn.tasks.segmentation import decode_segmentation, encode_rle, labels_to_original, upsample_logits
 
 STRIDE = 4
@@ -188,8 +189,46 @@ def test_detection_encode_centers_sizes_and_crowd() -> None:
     assert weight[0:8, 25:32].sum() == 0 and weight[8:, :].min() == 1 and weight[:, :25].min() == 1
 
 
-def test_detection_loss_zero_for_perfect_outputs_and_grows() -> None:
-    det = DetectionTask(num_classes=2, in_channels=8)
+def test_detection_region_targets() -> None:
+    """box_regression="region": every cell of the shrunk box learns the box size and the
+    vector to the box center; weights are a Gaussian summing to 1 per box."""
+    det = DetectionTask(num_classes=2, in_channels=8, box_regression="region")
+    targets = det.encode([make_sample(DET_BOXES, [0, 1, 0])], STRIDE)
+    weight, size, offset = targets["det.region_weight"][0, 0], targets["det.size_map"][0], targets["det.offset_map"][0]
+    # box 1: center (80.3, 85.45) px = (20.075, 21.3625) cells, size (4.9, 12.625) cells
+    # cells whose centers lie within 0.54 * size / 2 of it: x + 0.5 in [18.75, 21.40], y + 0.5 in [17.95, 24.77]
+    window = weight[14:29, 17:24]  # around box 1 only
+    assert (window > 0).nonzero()[:, 0].unique().add(14).tolist() == list(range(18, 25))
+    assert (window > 0).nonzero()[:, 1].unique().add(17).tolist() == [19, 20]
+    assert weight[21, 20] == window.max()  # the center cell weighs most
+    assert window.sum().item() == pytest.approx(1.0, abs=1e-5)
+    assert weight.sum().item() == pytest.approx(3.0, abs=1e-5)  # one per box
+    assert size[:, 18, 19].tolist() == pytest.approx([4.9, 12.625], abs=1e-5)
+    assert offset[:, 18, 19].tolist() == pytest.approx([20.075 - 19, 21.3625 - 18], abs=1e-5)
+    assert offset[:, 21, 20].tolist() == pytest.approx(targets["det.offset"][0, 1].tolist(), abs=1e-5)
+    # a small box (2 x 4 cells) inside a big one keeps its own cells
+    nested = det.encode([make_sample([[0.0, 0.0, 128.0, 128.0], [60.0, 60.0, 68.0, 76.0]], [0, 0])], STRIDE)
+    assert nested["det.size_map"][0, :, 17, 16].tolist() == pytest.approx([2.0, 4.0])
+    assert nested["det.region_weight"][0, 0, 17, 16] > 0
+
+
+def test_detection_region_loss_is_centernet_loss_for_one_cell_regions() -> None:
+    """A box whose region is its center cell has the same size and offset loss either way."""
+    sample = make_sample([[40.0, 40.0, 46.0, 45.0]], [0])  # 1.5 x 1.25 cells: nothing else is in
+    losses = {}
+    for mode in ("center", "region"):
+        det = DetectionTask(num_classes=2, in_channels=8, box_regression=mode)
+        targets = det.encode([sample], STRIDE)
+        outputs = {"det.heatmap": torch.zeros((1, 2, 32, 32)), "det.size": torch.full((1, 2, 32, 32), 3.0),
+                   "det.offset": torch.full((1, 2, 32, 32), 0.25)}
+        losses[mode] = det.loss(outputs, targets)
+    assert losses["region"]["det.size"].item() == pytest.approx(losses["center"]["det.size"].item())
+    assert losses["region"]["det.offset"].item() == pytest.approx(losses["center"]["det.offset"].item())
+
+
+@pytest.mark.parametrize("box_regression", ["center", "region"])
+def test_detection_loss_zero_for_perfect_outputs_and_grows(box_regression: str) -> None:
+    det = DetectionTask(num_classes=2, in_channels=8, box_regression=box_regression)
     targets = det.encode([make_sample(DET_BOXES, [0, 1, 0]), make_sample(DET_BOXES[:1], [1])], STRIDE)
     outputs = det.oracle_outputs(targets, STRIDE)
     outputs["det.heatmap"] = torch.where(targets["det.heatmap"].eq(1), CONFIDENT, -CONFIDENT)
@@ -289,9 +328,9 @@ def test_binary_segmentation_decoding_equals_the_argmax() -> None:
 POSE_BOXES = [[16.0, 8.0, 56.0, 88.0], [72.0, 30.0, 104.0, 110.0]]
 
 
-def pose_setup(pose_offsets: str = "per_joint") -> tuple[PoseTask, dict, dict, Sample]:
-    det = DetectionTask(num_classes=2, in_channels=8)
-    pose = PoseTask(in_channels=8, person_label=1, pose_offsets=pose_offsets)
+def pose_setup(pose_offsets: str = "per_joint", regression: str = "center") -> tuple[PoseTask, dict, dict, Sample]:
+    det = DetectionTask(num_classes=2, in_channels=8, box_regression=regression)
+    pose = PoseTask(in_channels=8, person_label=1, pose_offsets=pose_offsets, regression=regression)
     keypoints = torch.stack([person_keypoints(b) for b in POSE_BOXES])
     keypoints[1, 3] = 0.0  # one unlabelled joint
     sample = make_sample(POSE_BOXES, [1, 1], keypoints=keypoints)
@@ -311,9 +350,10 @@ def test_pose_targets() -> None:
     assert targets["pose.heatmap"][0, 5, y, x] == 1.0
 
 
-@pytest.mark.parametrize("pose_offsets", ["per_joint", "shared"])
-def test_pose_loss_zero_for_perfect_outputs_and_grows(pose_offsets: str) -> None:
-    pose, outputs, targets, _ = pose_setup(pose_offsets)
+@pytest.mark.parametrize(("pose_offsets", "regression"), [("per_joint", "center"), ("shared", "center"),
+                                                         ("per_joint", "region")])
+def test_pose_loss_zero_for_perfect_outputs_and_grows(pose_offsets: str, regression: str) -> None:
+    pose, outputs, targets, _ = pose_setup(pose_offsets, regression)
     outputs["pose.heatmap"] = torch.where(targets["pose.heatmap"].eq(1), CONFIDENT, -CONFIDENT)
     assert outputs["pose.offset"].shape[1] == (34 if pose_offsets == "per_joint" else 2)
     perfect = pose.loss(outputs, targets)
@@ -323,6 +363,39 @@ def test_pose_loss_zero_for_perfect_outputs_and_grows(pose_offsets: str) -> None
         assert perfect[f"pose.{name}"] < 1e-5 < worse[f"pose.{name}"]
     if pose_offsets == "per_joint":  # a shared offset cannot fit joints that share a cell
         assert perfect["pose.offset"] < 1e-5 < worse["pose.offset"]
+
+
+@pytest.mark.parametrize("regression", ["center", "region"])
+def test_region_regression_decodes_truth_from_a_peak_one_cell_off(regression: str) -> None:
+    """With region targets, a person-center peak one cell below the true center cell still
+    decodes the true box and (unsnapped) keypoints; center targets say nothing off the center cell."""
+    pose, outputs, targets, sample = pose_setup(regression=regression)
+    index = int(targets["det.index"][0, 0])
+    heatmap = torch.full_like(outputs["det.heatmap"], -CONFIDENT)
+    heatmap.view(1, 2, -1)[0, 1, index + 32] = CONFIDENT  # the cell below person 0's center cell
+    found = decode_poses({**outputs, "det.heatmap": heatmap}, STRIDE, person_label=1, k=1, threshold=2.0)
+    box_error = (found.boxes[0, 0] - sample.boxes[0]).abs().max().item()
+    keypoint_error = (found.keypoints[0, 0] - sample.keypoints[0, :, :2])[sample.keypoints[0, :, 2] > 0].abs().max()
+    if regression == "region":
+        assert box_error < 1e-4 and keypoint_error < 1e-4
+    else:
+        assert box_error >= STRIDE and keypoint_error >= STRIDE
+
+
+def test_pose_region_targets() -> None:
+    """Every cell of a person's region holds the vectors from its corner to the joints."""
+    _, _, targets, sample = pose_setup(regression="region")
+    weight = targets["pose.displacement_weight"][0]  # [J, h, w]
+    region = (weight[0] > 0).nonzero().tolist()
+    assert len(region) > 1
+    joints = sample.keypoints[:, :, :2] / STRIDE  # [persons, J, 2]
+    field = targets["pose.displacement_map"][0].reshape(NUM_KEYPOINTS, 2, 32, 32)
+    labelled = sample.keypoints[:, :, 2] > 0  # [persons, J]
+    for y, x in region:  # each region cell points at all labelled joints of one of the persons
+        pointed = field[:, :, y, x] + torch.tensor([x, y])  # [J, 2]
+        assert any(torch.allclose(pointed[labelled[i]], joints[i][labelled[i]], atol=1e-5) for i in range(2))
+    assert weight[3][targets["det.region_weight"][0, 0] > 0].sum() == pytest.approx(1.0, abs=1e-5)  # person 0's only
+    assert weight.sum().item() == pytest.approx(2 * NUM_KEYPOINTS - 1, abs=1e-4)
 
 
 def test_pose_decode_snaps_regressed_keypoints_to_peaks() -> None:

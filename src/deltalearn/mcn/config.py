@@ -32,6 +32,10 @@ class ModelConfig:
     head_channels: int = 64  # hidden channels of each head's 3x3 conv
     head_trunk: Literal["per_output", "per_task"] = "per_output"  # a 3x3 conv per output (CenterNet) or per task
     pose_offsets: Literal["per_joint", "shared"] = "per_joint"  # keypoint sub-pixel offsets
+    # cells that learn the regressed outputs (box size and offset, keypoint displacements):
+    # the center cell (CenterNet's) or a Gaussian region around it (TTFNet's), see mcn.heatmaps
+    box_regression: Literal["center", "region"] = "center"
+    pose_regression: Literal["center", "region"] = "center"
 
 
 @dataclass

@@ -12,6 +12,8 @@ import torch
 import torch.nn.functional as F
 
 MIN_OVERLAP = 0.7  # CenterNet's IoU bound that sets the Gaussian radius of a box
+REGION_BETA = 0.54  # TTFNet's share of a box (and of its Gaussian) whose cells regress it
+REGRESSION = ("center", "region")  # the cells that learn a box's regressed outputs, see regression_region
 PEAK_KERNEL = 3  # a peak is the maximum of its 3x3 neighbourhood
 # logit given to cells that are not peaks: sigmoid 0 in float32, and finite, so that INT8
 # calibration of a graph with decoding inside sees no infinite ranges
@@ -84,6 +86,36 @@ def box_centers(boxes: torch.Tensor, stride: int, grid_size: tuple[int, int]) ->
     inside = (cell[:, 0] >= 0) & (cell[:, 0] < w) & (cell[:, 1] >= 0) & (cell[:, 1] < h)
     valid = (size > 0).all(dim=1) & inside
     return {"center": center, "cell": cell, "size": size, "valid": valid}
+
+
+def regression_region(center: tuple[float, float], size: tuple[float, float], cell: tuple[int, int],
+                      grid_size: tuple[int, int], beta: float = REGION_BETA) -> tuple[slice, slice, torch.Tensor]:
+    """The cells that regress a box under ``regression="region"``, after TTFNet (Liu et al.,
+    AAAI 2020, "Training-Time-Friendly Network for Real-Time Object Detection").
+
+    ``center`` (x, y) and ``size`` (w, h) in grid units, ``cell`` the center's (x, y) cell.
+    The region is a rectangle of cells: the columns whose centers lie within beta w / 2 of
+    the box center, and the center's column; the rows likewise. Its weights are an
+    elliptical Gaussian of the offset from the center cell, exp(-dx^2 / 2 sx^2 - dy^2 / 2 sy^2)
+    with (sx, sy) = beta (w, h) / 6 (1 at the center cell, so a box too small for its
+    Gaussian to reach a neighbour still has one cell), normalised to sum 1.
+
+    Returns the region as (rows, columns) slices of the [h, w] grid and its weights
+    [rows, columns].
+    """
+    h, w = grid_size
+    spans = []
+    for axis, limit in ((1, h), (0, w)):
+        reach = beta * size[axis] / 2
+        first = max(0, min(cell[axis], math.ceil(center[axis] - reach - 0.5)))
+        last = min(limit - 1, max(cell[axis], math.floor(center[axis] + reach - 0.5)))
+        spans.append(slice(first, last + 1))
+    rows, columns = spans
+    dy = torch.arange(rows.start, rows.stop, dtype=torch.float32)[:, None] - cell[1]  # [rows, 1]
+    dx = torch.arange(columns.start, columns.stop, dtype=torch.float32)[None, :] - cell[0]  # [1, columns]
+    sigma_x, sigma_y = max(beta * size[0] / 6, 1e-3), max(beta * size[1] / 6, 1e-3)
+    weight = torch.exp(-dx ** 2 / (2 * sigma_x ** 2) - dy ** 2 / (2 * sigma_y ** 2))
+    return rows, columns, weight / weight.sum()
 
 
 def cell_weight(crowd: torch.Tensor, stride: int) -> torch.Tensor:

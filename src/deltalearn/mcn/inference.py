@@ -86,6 +86,8 @@ def build_model(info: ModelInfo) -> MultitaskCenterNet:
         pretrained=model_cfg.pretrained,
         pose_offsets=model_cfg.pose_offsets,
         head_trunk=model_cfg.head_trunk,
+        box_regression=model_cfg.box_regression,
+        pose_regression=model_cfg.pose_regression,
         loss_weights=info.config.loss.weights(model_cfg.tasks),
     )
 

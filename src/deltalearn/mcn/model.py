@@ -76,13 +76,17 @@ class MultitaskCenterNet(nn.Module):
 def build_mcn(backbone_name: str = "dla34", tasks: Sequence[str] = ("det", "seg", "pose"), num_classes: int = 1,
               person_label: int = 0, head_channels: int = 64, neck_channels: int = 64, pretrained: bool = False,
               pose_offsets: str = "per_joint", max_objects: int = 128,
-              loss_weights: Mapping[str, float] | None = None, head_trunk: str = "per_output") -> MultitaskCenterNet:
+              loss_weights: Mapping[str, float] | None = None, head_trunk: str = "per_output",
+              box_regression: str = "center", pose_regression: str = "center") -> MultitaskCenterNet:
     """A Multitask CenterNet with the named ``tasks`` (any subset of det, seg, pose).
 
     ``num_classes`` object classes for det and seg; pose finds persons as detection class
     ``person_label``. ``loss_weights`` maps ``<task>.<term>`` (e.g. ``det.size``) to the
     term's weight, overriding the tasks' defaults. ``head_trunk``: one hidden 3x3 conv per
     output (``per_output``, CenterNet's) or one per task shared by its outputs (``per_task``).
+    ``box_regression`` and ``pose_regression``: the cells that learn box size and offset, and
+    keypoint displacements: ``center`` (CenterNet's) or ``region`` (TTFNet's Gaussian area,
+    see :func:`deltalearn.mcn.heatmaps.regression_region`).
     """
     unknown = [name for name in tasks if name not in TASKS]
     if unknown or not tasks:
@@ -98,12 +102,13 @@ def build_mcn(backbone_name: str = "dla34", tasks: Sequence[str] = ("det", "seg"
                               "head_trunk": head_trunk}
     built: dict[str, Task] = {}
     if DetectionTask.name in tasks:
-        built["det"] = DetectionTask(num_classes, max_objects=max_objects, term_weights=weights["det"], **common)
+        built["det"] = DetectionTask(num_classes, max_objects=max_objects, term_weights=weights["det"],
+                                     box_regression=box_regression, **common)
     if SegmentationTask.name in tasks:
         built["seg"] = SegmentationTask(num_classes, term_weights=weights["seg"], **common)
     if PoseTask.name in tasks:
         built["pose"] = PoseTask(person_label=person_label, pose_offsets=pose_offsets, max_objects=max_objects,
-                                 term_weights=weights["pose"], **common)
+                                 term_weights=weights["pose"], regression=pose_regression, **common)
     return MultitaskCenterNet(backbone, neck, built)
 
 

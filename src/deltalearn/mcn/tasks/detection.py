@@ -3,7 +3,21 @@
 Outputs (h, w = input size / output stride):
   det.heatmap [B, C, h, w]  logits of the center heatmap, one channel per class
   det.size    [B, 2, h, w]  box (width, height) in grid units (input pixels / stride)
-  det.offset  [B, 2, h, w]  sub-cell (x, y) offset of the center from its cell's corner, in [0, 1)
+  det.offset  [B, 2, h, w]  (x, y) from the cell's corner to the box center, grid units: in
+                           [0, 1) at the center cell; beside it too with ``box_regression="region"``
+
+Box regression (size and offset), ``box_regression``:
+  center  CenterNet's: L1 at the center cell of each box only.
+  region  the regression samples of TTFNet (Liu et al., AAAI 2020, "Training-Time-Friendly
+          Network"), which trains CenterNet-style detectors several times faster, largely by
+          regressing each box from many cells (it also changes the heatmap kernel and uses a
+          GIoU loss; neither is done here): every cell (x, y) of the box's
+          :func:`~deltalearn.mcn.heatmaps.regression_region` (the box shrunk by beta = 0.54,
+          weights g an elliptical Gaussian summing to 1) learns the box size and the vector
+          from (x, y) to the box center, with CenterNet's L1: the loss is
+          sum(g |error|) / (2 * boxes), which is CenterNet's when a region is one cell. A peak
+          one cell off the true center then still points at it. Where regions overlap the
+          smaller box's cells win.
 """
 
 from __future__ import annotations
@@ -15,8 +29,8 @@ import torch
 
 from ...data.sample import Sample
 from ..heatmaps import (
-    box_centers, cell_weight, draw_gaussian, focal_prior_bias, gather_cells, integer_radius, logit,
-    scatter_cells, topk_logit_peaks
+    REGRESSION, box_centers, cell_weight, draw_gaussian, focal_prior_bias, gather_cells, integer_radius, logit,
+    regression_region, scatter_cells, topk_logit_peaks
 )
 from ..losses import focal_loss, masked_l1
 from .base import HeadSpec, Results, Task, boxes_to_original, xyxy_to_xywh
@@ -74,7 +88,10 @@ class DetectionTask(Task):
 
     def __init__(self, num_classes: int, in_channels: int, head_channels: int = 64,
                  max_objects: int = MAX_OBJECTS, weight: float = 1.0,
-                 term_weights: Mapping[str, float] | None = None, head_trunk: str = "per_output") -> None:
+                 term_weights: Mapping[str, float] | None = None, head_trunk: str = "per_output",
+                 box_regression: str = "center") -> None:
+        if box_regression not in REGRESSION:
+            raise ValueError(f"box_regression must be one of {REGRESSION}, got {box_regression!r}")
         heads = {
             "heatmap": HeadSpec(num_classes, focal_prior_bias(HEATMAP_PRIOR)),
             "size": HeadSpec(2),
@@ -83,6 +100,7 @@ class DetectionTask(Task):
         super().__init__(heads, in_channels, head_channels, weight, term_weights, head_trunk)
         self.num_classes = num_classes
         self.max_objects = max_objects
+        self.box_regression = box_regression
 
     def encode_sample(self, sample: Sample, output_stride: int) -> dict[str, torch.Tensor]:
         height, width = sample.size
@@ -106,8 +124,28 @@ class DetectionTask(Task):
             size[slot] = centers["size"][i]
             offset[slot] = centers["center"][i] - centers["cell"][i]
         weight = torch.maximum(cell_weight(sample.crowd, output_stride), heatmap.amax(0, keepdim=True).eq(1.0).float())
-        return {self.key("heatmap"): heatmap, self.key("heatmap_weight"): weight, self.key("index"): index,
-                self.key("mask"): mask, self.key("size"): size, self.key("offset"): offset}
+        targets = {self.key("heatmap"): heatmap, self.key("heatmap_weight"): weight, self.key("index"): index,
+                   self.key("mask"): mask, self.key("size"): size, self.key("offset"): offset}
+        if self.box_regression == "region":
+            targets.update(self._encode_regions(centers, valid, grid))
+        return targets
+
+    def _encode_regions(self, centers: dict[str, torch.Tensor], valid: list[int],
+                        grid: tuple[int, int]) -> dict[str, torch.Tensor]:
+        """Dense size and offset maps [2, h, w] and their weights [1, h, w] (module docstring)."""
+        h, w = grid
+        size_map, offset_map = torch.zeros((2, h, w)), torch.zeros((2, h, w))
+        region_weight = torch.zeros((1, h, w))
+        for i in sorted(valid, key=lambda i: -float(centers["size"][i].prod())):  # small boxes paint last
+            center_x, center_y = centers["center"][i].tolist()
+            rows, columns, weight = regression_region((center_x, center_y), centers["size"][i].tolist(),
+                                                      centers["cell"][i].tolist(), grid)
+            size_map[:, rows, columns] = centers["size"][i][:, None, None]
+            offset_map[0, rows, columns] = center_x - torch.arange(columns.start, columns.stop)[None, :]
+            offset_map[1, rows, columns] = center_y - torch.arange(rows.start, rows.stop)[:, None]
+            region_weight[0, rows, columns] = weight
+        return {self.key("size_map"): size_map, self.key("offset_map"): offset_map,
+                self.key("region_weight"): region_weight}
 
     def loss_terms(self, outputs: Mapping[str, torch.Tensor], targets: Mapping[str, torch.Tensor],
                    terms: set[str]) -> dict[str, torch.Tensor]:
@@ -117,7 +155,13 @@ class DetectionTask(Task):
             found["heatmap"] = focal_loss(outputs[key("heatmap")], targets[key("heatmap")],
                                           targets[key("heatmap_weight")])
         for term in ("size", "offset"):
-            if term in terms:
+            if term not in terms:
+                continue
+            if self.box_regression == "region":
+                error = (outputs[key(term)].float() - targets[key(f"{term}_map")]).abs()  # [B, 2, h, w]
+                boxes = targets[key("mask")].sum().clamp(min=1.0)
+                found[term] = (error * targets[key("region_weight")]).sum() / (2.0 * boxes)
+            else:
                 pred = gather_cells(outputs[key(term)], targets[key("index")])  # [B, K, 2]
                 found[term] = masked_l1(pred, targets[key(term)], targets[key("mask")])
         return found
@@ -142,6 +186,9 @@ class DetectionTask(Task):
         heatmap = targets[key("heatmap")]
         batch, _, h, w = heatmap.shape
         outputs = {key("heatmap"): logit(heatmap)}
+        if self.box_regression == "region":
+            return {**outputs, key("size"): targets[key("size_map")].clone(),
+                    key("offset"): targets[key("offset_map")].clone()}
         for term in ("size", "offset"):
             field = torch.zeros((batch, 2, h, w))
             scatter_cells(field, targets[key("index")], targets[key(term)], targets[key("mask")])

@@ -3,8 +3,12 @@ to keypoint-heatmap peaks.
 
 Outputs (J = 17 COCO keypoints, h, w = input size / output stride):
   pose.heatmap      [B, J, h, w]      logits of one heatmap per keypoint type
-  pose.displacement [B, 2 J, h, w]    (dx, dy) per joint from the person's center cell to the
-                                      keypoint, grid units, read at the center cell
+  pose.displacement [B, 2 J, h, w]    (dx, dy) per joint from a cell's corner to the keypoint,
+                                      grid units, read at the person's center cell. Learned at
+                                      that cell only (``regression="center"``, CenterNet's) or at
+                                      every cell of the person's regression region, weighted as
+                                      the detection task's (``"region"``, TTFNet's sampling), so
+                                      that a center peak one cell off still finds the joints
   pose.offset       [B, 2 J, h, w]    sub-cell (x, y) offset of each keypoint-heatmap peak,
                     or [B, 2, h, w]   one pair shared by all joints (``pose_offsets="shared"``,
                                       CenterNet's; nearby joints in one cell overwrite each other)
@@ -21,8 +25,8 @@ import torch
 from ...data.keypoints import NUM_KEYPOINTS
 from ...data.sample import Sample
 from ..heatmaps import (
-    NOT_A_PEAK, box_centers, cell_weight, draw_gaussian, find_peaks, focal_prior_bias, gather_cells,
-    integer_radius, logit, scatter_cells
+    NOT_A_PEAK, REGRESSION, box_centers, cell_weight, draw_gaussian, find_peaks, focal_prior_bias, gather_cells,
+    integer_radius, logit, regression_region, scatter_cells
 )
 from ..losses import focal_loss, masked_l1
 from .base import HeadSpec, Results, Task, boxes_to_original, xyxy_to_xywh
@@ -130,7 +134,10 @@ class PoseTask(Task):
 
     def __init__(self, in_channels: int, head_channels: int = 64, person_label: int = 0,
                  pose_offsets: str = "per_joint", max_objects: int = MAX_OBJECTS, weight: float = 1.0,
-                 term_weights: Mapping[str, float] | None = None, head_trunk: str = "per_output") -> None:
+                 term_weights: Mapping[str, float] | None = None, head_trunk: str = "per_output",
+                 regression: str = "center") -> None:
+        if regression not in REGRESSION:
+            raise ValueError(f"pose regression must be one of {REGRESSION}, got {regression!r}")
         if pose_offsets not in POSE_OFFSETS:
             raise ValueError(f"pose_offsets must be one of {POSE_OFFSETS}, got {pose_offsets!r}")
         offset_groups = NUM_KEYPOINTS if pose_offsets == "per_joint" else 1
@@ -143,6 +150,7 @@ class PoseTask(Task):
         self.person_label = person_label
         self.pose_offsets = pose_offsets
         self.max_objects = max_objects
+        self.regression = regression
 
     def requirement_reason(self) -> str:
         return (f"keypoints are regressed from the person centers of the detection heatmap "
@@ -184,9 +192,32 @@ class PoseTask(Task):
                 joint_offset[slot, j] = joints[j] - cells[j]
         weight = torch.maximum(cell_weight(sample.crowd, output_stride), heatmap.amax(0, keepdim=True).eq(1.0).float())
         key = self.key
-        return {key("heatmap"): heatmap, key("heatmap_weight"): weight, key("index"): index,
-                key("displacement"): displacement, key("joint_mask"): joint_mask,
-                key("joint_index"): joint_index, key("offset"): joint_offset}
+        targets = {key("heatmap"): heatmap, key("heatmap_weight"): weight, key("index"): index,
+                   key("displacement"): displacement, key("joint_mask"): joint_mask,
+                   key("joint_index"): joint_index, key("offset"): joint_offset}
+        if self.regression == "region":
+            targets.update(self._encode_regions(centers, persons[: self.max_objects].tolist(), displacement,
+                                                joint_mask, (h, w)))
+        return targets
+
+    def _encode_regions(self, centers: dict[str, torch.Tensor], persons: list[int], displacement: torch.Tensor,
+                        joint_mask: torch.Tensor, grid: tuple[int, int]) -> dict[str, torch.Tensor]:
+        """Dense displacements [2 J, h, w] (joint - cell corner) over each person's regression
+        region, and their weights [J, h, w]: the region's Gaussian where the joint is labelled."""
+        h, w = grid
+        displacement_map = torch.zeros((NUM_KEYPOINTS, 2, h, w))
+        joint_weight = torch.zeros((NUM_KEYPOINTS, h, w))
+        slots = sorted(range(len(persons)), key=lambda s: -float(centers["size"][persons[s]].prod()))
+        for slot in slots:  # small persons paint last
+            i = persons[slot]
+            rows, columns, weight = regression_region(centers["center"][i].tolist(), centers["size"][i].tolist(),
+                                                      centers["cell"][i].tolist(), grid)
+            joints = displacement[slot] + centers["cell"][i]  # [J, 2] grid units
+            displacement_map[:, 0, rows, columns] = joints[:, 0, None, None] - torch.arange(columns.start, columns.stop)
+            displacement_map[:, 1, rows, columns] = joints[:, 1, None, None] - torch.arange(rows.start, rows.stop)[:, None]
+            joint_weight[:, rows, columns] = weight[None] * joint_mask[slot][:, None, None]
+        return {self.key("displacement_map"): displacement_map.reshape(2 * NUM_KEYPOINTS, h, w),
+                self.key("displacement_weight"): joint_weight}
 
     def loss_terms(self, outputs: Mapping[str, torch.Tensor], targets: Mapping[str, torch.Tensor],
                    terms: set[str]) -> dict[str, torch.Tensor]:
@@ -196,7 +227,12 @@ class PoseTask(Task):
         if "heatmap" in terms:
             found["heatmap"] = focal_loss(outputs[key("heatmap")], targets[key("heatmap")],
                                           targets[key("heatmap_weight")])
-        if "displacement" in terms:
+        if "displacement" in terms and self.regression == "region":
+            b, _, h, w = outputs[key("displacement")].shape
+            error = (outputs[key("displacement")].float() - targets[key("displacement_map")]).abs()
+            error = error.reshape(b, NUM_KEYPOINTS, 2, h, w) * targets[key("displacement_weight")][:, :, None]
+            found["displacement"] = error.sum() / (2.0 * joint_mask.sum()).clamp(min=1.0)
+        elif "displacement" in terms:
             pred = gather_cells(outputs[key("displacement")], targets[key("index")])  # [B, K, 2 J]
             pred = pred.reshape(*joint_mask.shape, 2)
             found["displacement"] = masked_l1(pred, targets[key("displacement")], joint_mask)
@@ -232,8 +268,11 @@ class PoseTask(Task):
         b, _, h, w = heatmap.shape
         joint_mask = targets[key("joint_mask")]  # [B, K, J]
         displacement = torch.zeros((b, 2 * NUM_KEYPOINTS, h, w))
-        scatter_cells(displacement, targets[key("index")], targets[key("displacement")].flatten(2),
-                      joint_mask.amax(dim=2))
+        if self.regression == "region":
+            displacement = targets[key("displacement_map")].clone()
+        else:
+            scatter_cells(displacement, targets[key("index")], targets[key("displacement")].flatten(2),
+                          joint_mask.amax(dim=2))
         groups = NUM_KEYPOINTS if self.pose_offsets == "per_joint" else 1
         offset = torch.zeros((b, groups, 2, h * w))
         for i, slot, j in joint_mask.nonzero().tolist():  # slot-major: later joints overwrite in "shared"
