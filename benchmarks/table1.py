@@ -53,11 +53,12 @@ def main() -> None:
         rows[combo] = {k: v for k, v in metrics.items() if k.startswith(("det_", "pose_", "seg_"))}
         rows[combo]["minutes"] = (time.time() - started) / 60
         rows[combo]["epochs_done"] = metrics.get("epoch")
+        rows[combo]["steps"] = metrics.get("step")
         print(format_metrics(rows[combo], title=f"only {combo}" if "_" not in combo else combo.replace("_", " + ")))
     atomic_write_text(args.out / "table1.json", json.dumps(rows, indent=2) + "\n")
     print("\nTable 1 on the synthetic people dataset (percent; held-out set of", args.val_images, "images)")
     for combo, metrics in rows.items():
-        print(format_metrics(metrics, title=f"{combo:<14} ({metrics['minutes']:.1f} min)"))
+        print(format_metrics(metrics, title=f"{combo:<14} ({metrics['minutes']:.1f} min, {metrics['steps']} steps)"))
 
 
 if __name__ == "__main__":
