@@ -79,8 +79,10 @@ class DetectionTask(Task):
 
     Targets: a Gaussian at each box center of radius :func:`gaussian_radius` (CenterNet's rule,
     min_overlap 0.7), size and offset at the center cell, found through ``index`` (flat
-    cell) and ``mask`` (1 for the first ``max_objects`` valid boxes). Cells touching a crowd
-    region get heatmap-loss weight 0 (unless they hold an object center).
+    cell) and ``mask`` (1 for the first ``max_objects`` valid boxes); with
+    ``box_regression="region"`` also dense ``size_map``, ``offset_map`` and ``region_weight``
+    (module docstring). Cells touching a crowd region get heatmap-loss weight 0 (unless they
+    hold an object center).
     """
 
     name = "det"

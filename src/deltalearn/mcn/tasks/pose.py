@@ -125,7 +125,9 @@ class PoseTask(Task):
 
     Targets per person (first ``max_objects``): its center cell ``index``, the displacement to
     each labelled joint (COCO visibility v > 0, inside the image); per labelled joint a
-    Gaussian on its heatmap (radius of the person's box, as CenterNet), its cell and offset.
+    Gaussian on its heatmap (radius of the person's box, as CenterNet), its cell and offset;
+    with ``regression="region"`` also dense ``displacement_map`` and ``displacement_weight``
+    over each person's regression region.
     """
 
     name = "pose"
