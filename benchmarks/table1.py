@@ -14,7 +14,7 @@ from pathlib import Path
 
 from deltalearn.config import PACKAGED_CONFIGS, atomic_write_text, load_config
 from deltalearn.data.synthetic import SCENES, generate_people
-from deltalearn.mcn.commands import format_metrics
+from deltalearn.mcn.evaluate import format_metrics
 from deltalearn.mcn.config import MCNConfig
 from deltalearn.mcn.data import open_coco
 from deltalearn.mcn.train import train

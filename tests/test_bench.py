@@ -9,14 +9,13 @@ import torch
 from torch import nn
 
 from deltalearn.cli import EXIT_BAD_INPUT, main
-from deltalearn.mcn.bench import (
+from deltalearn.bench import (
     BenchSettings, count_flops, count_params, format_report, interleaved_medians, interleaved_times, network_infos,
-    single_task_sets
+    peak_memory_mb, single_task_sets
 )
-from deltalearn.mcn.bench_memory import peak_memory_mb
-from deltalearn.mcn.config import MCNConfig
-from deltalearn.mcn.inference import build_model
+from deltalearn.mcn.config import MCNConfig, ModelConfig
 from deltalearn.mcn.model import build_mcn
+from deltalearn.mcn.weights import build_model
 
 TINY = ["model.backbone=resnet18", "model.neck_channels=16", "model.head_channels=16"]
 
@@ -47,7 +46,8 @@ def test_counts_parameters_and_flops_exactly():
     assert count_flops([conv], images) == 2 * (2 * 8 * 8) * 8 * 3 * 9  # 2 per multiply-add, per output value
     multitask, singles = network_infos(tiny_config(["det", "seg"]), 64)
     models = [build_model(info) for info in singles]
-    separate = [build_mcn("resnet18", tasks=(task,), neck_channels=16, head_channels=16) for task in ("det", "seg")]
+    separate = [build_mcn(ModelConfig("resnet18", tasks=[task], neck_channels=16, head_channels=16))
+                for task in ("det", "seg")]
     assert count_params(models) == count_params(separate)
     assert count_params([build_model(multitask)]) < 0.55 * count_params(models)  # one backbone instead of two
 
@@ -82,8 +82,10 @@ def test_bench_command_writes_the_contract_keys(tmp_path: Path, capsys):
                 "speedup_vs_eager_fp32"):
         assert key in result, key
     tasks = ("det", "seg", "pose")
-    expected = {"multitask": count_params([build_mcn("resnet18", tasks, neck_channels=16, head_channels=16)]),
-                "composition": count_params([build_mcn("resnet18", t, neck_channels=16, head_channels=16)
+    expected = {"multitask": count_params([build_mcn(ModelConfig("resnet18", tasks=list(tasks), neck_channels=16,
+                                                                 head_channels=16))]),
+                "composition": count_params([build_mcn(ModelConfig("resnet18", tasks=list(t), neck_channels=16,
+                                                                   head_channels=16))
                                              for t in (("det",), ("seg",), ("det", "pose"))])}
     assert result["multitask_params"] == expected["multitask"]
     assert result["composition_params"] == expected["composition"]

@@ -17,7 +17,9 @@ from deltalearn.export.runtime import (
     DECISION_TOLERANCE, EXPORT_TOLERANCE, OnnxPredictor, output_differences, within_tolerance
 )
 from deltalearn.mcn.data import EvalDataset, collate_eval, open_coco
-from deltalearn.mcn.inference import METADATA_KEY, Predictor, build_model, evaluate, load_model
+from deltalearn.mcn.evaluate import evaluate
+from deltalearn.mcn.predictor import TorchPredictor
+from deltalearn.mcn.weights import METADATA_KEY, build_model, load_model
 from deltalearn.mcn.tasks.detection import TOP_K
 from deltalearn.mcn.tasks.pose import POSE_TOP_K
 
@@ -199,7 +201,7 @@ def test_int8_is_quantized_close_and_its_metric_change_is_reported(run: Path, da
 def test_onnx_predictor_mirrors_the_pytorch_one(run: Path, data: Path, exported: dict[str, Path]):
     model, info = load_model(run)
     samples = [EvalDataset(open_coco(data), SIZE)[i].sample for i in range(3)]
-    torch_side = Predictor(model, info, precision="fp32")
+    torch_side = TorchPredictor(model, info, precision="fp32")
     onnx_side = OnnxPredictor(exported["decoded"])
     assert onnx_side.info == info
     decoded = {"torch": torch_side.decode(samples), "onnx": onnx_side.decode(samples)}

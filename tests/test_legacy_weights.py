@@ -12,7 +12,7 @@ from deltalearn.export.runtime import OnnxPredictor
 from deltalearn.mae.seg_head import load_seg_head
 from deltalearn.mae.weights import load_mae
 from deltalearn.mcn.backbones import normalize_images
-from deltalearn.mcn.inference import load_model
+from deltalearn.mcn.weights import load_model
 
 LEGACY = Path(__file__).parent / "data" / "legacy"
 
@@ -35,7 +35,7 @@ def test_mcn_weights_of_the_old_code_load_and_give_its_outputs() -> None:
 
 def test_onnx_export_of_the_old_code_runs() -> None:
     predictor = OnnxPredictor(LEGACY / "mcn_decoded.onnx")
-    assert predictor.export.decoded and list(predictor.model.tasks) == ["det", "seg", "pose"]
+    assert predictor.export.decoded and list(predictor.tasks) == ["det", "seg", "pose"]
     found = predictor.outputs(expected()["images"])
     assert found["det.boxes"].shape[:2] == found["det.scores"].shape
     assert found["seg.labels"].shape == (2, 64, 64)

@@ -7,12 +7,21 @@ import torch
 
 from deltalearn.data.keypoints import NUM_KEYPOINTS
 from deltalearn.data.sample import Sample
+from deltalearn.config import load_config
 from deltalearn.mcn import BACKBONES, MultitaskCenterNet, TimmBackbone, UpsampleNeck, build_mcn, normalize_images
+from deltalearn.mcn.config import LossConfig, MCNConfig, ModelConfig
 from deltalearn.mcn.tasks import DetectionTask, PoseTask
 
 NUM_CLASSES = 2
 SMALL = {"neck_channels": 16, "head_channels": 8}  # tiny heads: fast on CPU
 INPUT_SIZES = [(128, 128), (96, 160)]  # multiples of 32, one not square
+
+
+def mcn(backbone: str = "resnet18", tasks: tuple[str, ...] = ("det", "seg", "pose"), num_classes: int = 1,
+        person_label: int = 0, loss: LossConfig | None = None, **model: object) -> MultitaskCenterNet:
+    """build_mcn of a ModelConfig with these settings."""
+    return build_mcn(ModelConfig(backbone=backbone, tasks=list(tasks), **model), num_classes=num_classes,
+                     person_label=person_label, loss=loss)
 
 
 def expected_shapes(height: int, width: int, batch: int = 2) -> dict[str, tuple[int, ...]]:
@@ -27,7 +36,7 @@ def expected_shapes(height: int, width: int, batch: int = 2) -> dict[str, tuple[
 
 @pytest.mark.parametrize("backbone", BACKBONES)
 def test_every_backbone_gives_stride_4_outputs(backbone: str) -> None:
-    model = build_mcn(backbone, num_classes=NUM_CLASSES, **SMALL).eval()
+    model = mcn(backbone, num_classes=NUM_CLASSES, **SMALL).eval()
     assert model.output_stride == 4
     channels = model.backbone.channels
     assert len(channels) == 4 and model.backbone.reductions == [4, 8, 16, 32]
@@ -39,7 +48,7 @@ def test_every_backbone_gives_stride_4_outputs(backbone: str) -> None:
 
 @pytest.mark.parametrize("tasks", [("det",), ("seg",), ("det", "seg"), ("det", "pose"), ("seg", "pose", "det")])
 def test_forward_returns_exactly_the_enabled_tasks(tasks: tuple[str, ...]) -> None:
-    model = build_mcn("resnet18", tasks=tasks, num_classes=NUM_CLASSES, **SMALL).eval()
+    model = mcn("resnet18", tasks=tasks, num_classes=NUM_CLASSES, **SMALL).eval()
     with torch.no_grad():
         outputs = model(torch.randn(1, 3, 64, 64))
     assert {key.split(".")[0] for key in outputs} == set(tasks)
@@ -48,7 +57,7 @@ def test_forward_returns_exactly_the_enabled_tasks(tasks: tuple[str, ...]) -> No
 
 def test_pose_without_detection_is_refused() -> None:
     with pytest.raises(ValueError, match="'pose' needs task 'det'"):
-        build_mcn("resnet18", tasks=("seg", "pose"), **SMALL)
+        mcn("resnet18", tasks=("seg", "pose"), **SMALL)
     backbone = TimmBackbone("resnet18")
     neck = UpsampleNeck(backbone.channels, backbone.reductions, 16)
     with pytest.raises(ValueError, match="needs task"):
@@ -59,16 +68,16 @@ def test_pose_without_detection_is_refused() -> None:
 
 def test_bad_names_are_refused_clearly() -> None:
     with pytest.raises(ValueError, match="did you mean \\['seg'\\]"):
-        build_mcn("resnet18", tasks=("det", "segm"))
+        mcn("resnet18", tasks=("det", "segm"))
     with pytest.raises(ValueError, match="unknown timm backbone"):
-        build_mcn("resnet_18")
-    with pytest.raises(ValueError, match="loss weight"):
-        build_mcn("resnet18", loss_weights={"size": 0.1})
+        mcn("resnet_18")
+    with pytest.raises(ValueError, match="unknown config key 'loss.size'"):
+        load_config(MCNConfig, None, ["loss.size=0.1"])
 
 
 def test_shared_keypoint_offset_and_loss_weights() -> None:
-    model = build_mcn("resnet18", tasks=("det", "pose"), pose_offsets="shared",
-                      loss_weights={"det.size": 0.5, "pose.offset": 2.0}, **SMALL)
+    loss = load_config(MCNConfig, None, ["loss.det.size=0.5", "loss.pose.offset=2.0"]).loss
+    model = mcn("resnet18", tasks=("det", "pose"), pose_offsets="shared", loss=loss, **SMALL)
     assert model.tasks["pose"].head_specs["offset"].channels == 2
     assert model.tasks["det"].term_weights["size"] == 0.5
     assert model.tasks["pose"].term_weights == {"heatmap": 1.0, "displacement": 1.0, "offset": 2.0}
@@ -77,8 +86,8 @@ def test_shared_keypoint_offset_and_loss_weights() -> None:
 def test_per_task_trunks_share_one_hidden_conv_per_task() -> None:
     """``head_trunk="per_task"``: the same outputs, one 3x3 conv per task instead of one per output,
     and a state dict that CenterNet's layout cannot load by mistake."""
-    centernet = build_mcn("resnet18", num_classes=NUM_CLASSES, **SMALL)
-    shared = build_mcn("resnet18", num_classes=NUM_CLASSES, head_trunk="per_task", **SMALL)
+    centernet = mcn("resnet18", num_classes=NUM_CLASSES, **SMALL)
+    shared = mcn("resnet18", num_classes=NUM_CLASSES, head_trunk="per_task", **SMALL)
     hidden = [m for m in shared.tasks.modules() if isinstance(m, torch.nn.Conv2d) and m.kernel_size == (3, 3)]
     assert len(hidden) == 3  # det, seg, pose
     assert sum(p.numel() for p in shared.parameters()) < sum(p.numel() for p in centernet.parameters())
@@ -89,11 +98,11 @@ def test_per_task_trunks_share_one_hidden_conv_per_task() -> None:
     with pytest.raises(RuntimeError, match="Missing key"):
         centernet.load_state_dict(shared.state_dict())
     with pytest.raises(ValueError, match="head_trunk"):
-        build_mcn("resnet18", head_trunk="per_head", **SMALL)
+        mcn("resnet18", head_trunk="per_head", **SMALL)
 
 
 def test_heatmap_heads_start_at_the_prior() -> None:
-    model = build_mcn("resnet18", num_classes=NUM_CLASSES, **SMALL).eval()
+    model = mcn("resnet18", num_classes=NUM_CLASSES, **SMALL).eval()
     with torch.no_grad():
         outputs = model(torch.zeros(1, 3, 64, 64))
     for key in ("det.heatmap", "pose.heatmap"):
@@ -101,7 +110,7 @@ def test_heatmap_heads_start_at_the_prior() -> None:
 
 
 def test_encode_loss_backward_and_decode() -> None:
-    model = build_mcn("resnet18", num_classes=NUM_CLASSES, person_label=1, **SMALL)
+    model = mcn("resnet18", num_classes=NUM_CLASSES, person_label=1, **SMALL)
     size = 64
     masks = torch.zeros((2, size, size), dtype=torch.bool)
     masks[0, 8:40, 8:24] = True

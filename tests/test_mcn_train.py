@@ -9,7 +9,7 @@ import torch
 from deltalearn.cli import EXIT_BAD_INPUT, main
 from deltalearn.engine.checkpoint import CheckpointError, read_weights, save_weights, weights_metadata
 from deltalearn.engine.metrics_log import read_metrics
-from deltalearn.mcn.inference import load_model
+from deltalearn.mcn.weights import load_model
 
 TINY = ["model.backbone=resnet18", "model.neck_channels=32", "model.head_channels=32", "data.image_size=96",
         "data.workers=0", "train.batch_size=8", "train.lr=3e-3", "train.warmup_epochs=0.2", "train.seed=0",

@@ -30,11 +30,11 @@ from deltalearn.mae.seg_head import (
     load_seg_head,
     predict_foreground,
     read_mask,
-    register_head_commands,
     soft_dice_loss,
     train_seg_head,
 )
 from deltalearn.mae.segment import PatchGraphConfig, PatchGraphSegmenter
+from deltalearn.cli.mae import register_train_head
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: one thread (see conftest)
 
@@ -264,7 +264,7 @@ def test_train_head_command(composites: Path, tmp_path: Path, capsys: pytest.Cap
 
     save_mae(fresh_mae(), tmp_path / "mae.safetensors")
     parser = argparse.ArgumentParser()
-    register_head_commands(parser.add_subparsers(dest="command", required=True))
+    register_train_head(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(["train-head", "--weights", str(tmp_path / "mae.safetensors"), "--data", str(composites),
                               "--out", str(tmp_path / "run"), "train.epochs=1", "head.hidden=0", "head.center=false", "data.max_images=5"])
     assert args.func(args) == 0

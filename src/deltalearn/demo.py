@@ -1,4 +1,4 @@
-"""``deltalearn demo``: the embedded default, end to end on generated data, on CPU.
+"""The demo: both systems end to end on generated data, on CPU (``deltalearn demo``).
 
 Multitask CenterNet: generate the synthetic people dataset (a training set and a held-out
 set from another seed), train seg + det + pose within a time budget, evaluate on the
@@ -11,17 +11,24 @@ score them beside the baselines and draw every Louvain level.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from .config import PACKAGED_CONFIGS, atomic_write_text, load_config
-
-if TYPE_CHECKING:
-    from .mcn.config import MCNConfig
+from .data.synthetic import generate_people
+from .export.runtime import load_predictor
+from .mae.config import MAEPretrainConfig
+from .mae.data import generate_composites
+from .mae.evaluate import evaluate_folder, format_eval
+from .mae.pretrain import load_trained_mae, pretrain
+from .mae.segment import PatchGraphSegmenter, segment_files
+from .mcn.config import MCNConfig
+from .mcn.data import open_coco
+from .mcn.evaluate import METRIC_KEYS, format_metrics
+from .mcn.predict import predict_images
+from .mcn.train import train
 
 VAL_SEED_OFFSET = 1000  # the held-out set's seed is the training seed plus this
 DRAWN_IMAGES = 8  # held-out images drawn with their predictions
@@ -32,8 +39,6 @@ def mcn_demo_config(minutes: float, seed: int) -> MCNConfig:
     """``synth_seg_det_pose`` with the demo's budget and seed. Its epochs fit the default
     budget on a fast 2-core CPU; a longer budget gets proportionally more, so that the
     clock, not the epoch count, ends the run (the schedule follows the clock either way)."""
-    from .mcn.config import MCNConfig
-
     config = load_config(MCNConfig, PACKAGED_CONFIGS / "mcn" / "synth_seg_det_pose.yaml",
                          [f"train.max_minutes={minutes}", f"train.seed={seed}"])
     config.train.epochs = max(config.train.epochs, math.ceil(config.train.epochs * minutes / DEFAULT_MINUTES))
@@ -43,13 +48,6 @@ def mcn_demo_config(minutes: float, seed: int) -> MCNConfig:
 def run_mcn_demo(out: Path, minutes: float, images: int, val_images: int, seed: int,
                  scene: str = "simple") -> dict[str, float]:
     """Data, training, evaluation and drawings of the MCN demo under ``out``."""
-    from .data.synthetic import generate_people
-    from .mcn.commands import format_metrics
-    from .mcn.data import open_coco
-    from .mcn.inference import load_predictor
-    from .mcn.predict import predict_images
-    from .mcn.train import train
-
     config = mcn_demo_config(minutes, seed)
     size = config.data.image_size  # generated at the network's input size
     # one folder pair per scene, so that a rerun with another --scene never reuses the other's images
@@ -63,8 +61,7 @@ def run_mcn_demo(out: Path, minutes: float, images: int, val_images: int, seed: 
           f"{minutes:g} minutes into {run_dir}")
     started = time.time()
     metrics = train(config, open_coco(train_dir), run_dir, val_set=open_coco(val_dir))
-    keys = ("det_ap", "det_ap50", "pose_ap", "pose_ap50", "seg_iou", "seg_miou")
-    result = {key: metrics[key] for key in keys if key in metrics}
+    result = {key: metrics[key] for key in METRIC_KEYS if key in metrics}
     result["train_minutes"] = (time.time() - started) / 60
     atomic_write_text(out / "mcn_metrics.json", json.dumps(result, indent=2) + "\n")
     print(format_metrics(result, title=f"held-out {scene} synthetic set ({val_images} images, seed {seed + VAL_SEED_OFFSET})"))
@@ -80,13 +77,6 @@ def run_mcn_demo(out: Path, minutes: float, images: int, val_images: int, seed: 
 
 def run_mae_demo(out: Path, minutes: float, images: int, val_images: int, seed: int) -> dict:
     """Composites, MAE pretraining, patch-graph evaluation and figures under ``out``."""
-    from .mae.commands import format_eval
-    from .mae.config import MAEPretrainConfig
-    from .mae.data import generate_composites
-    from .mae.evaluate import evaluate_folder
-    from .mae.pretrain import load_trained_mae, pretrain
-    from .mae.segment import PatchGraphSegmenter, segment_files
-
     config = load_config(MAEPretrainConfig, PACKAGED_CONFIGS / "mae" / "synth_cpu.yaml",
                          [f"train.max_minutes={minutes}", f"train.seed={seed}", "train.val_every=0"])
     size = config.data.image_size
@@ -109,31 +99,3 @@ def run_mae_demo(out: Path, minutes: float, images: int, val_images: int, seed: 
         (sample / path.name).write_bytes(path.read_bytes())
     segment_files(segmenter, sample, out / "mae_segments")
     return result
-
-
-def cmd_demo(args: argparse.Namespace) -> int:
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    run_mcn_demo(out, args.minutes, args.images, args.val_images, args.seed, args.scene)
-    if args.mae_minutes > 0:
-        run_mae_demo(out, args.mae_minutes, args.mae_images, args.val_images, args.seed)
-    print(f"demo done: everything is under {out}")
-    return 0
-
-
-def register(systems: argparse._SubParsersAction) -> None:
-    """Add the ``demo`` command."""
-    from .data.synthetic import SCENES
-
-    demo = systems.add_parser("demo", help="both systems end to end on generated data, on CPU, in minutes")
-    demo.add_argument("--out", type=Path, default=Path("demo"), help="output folder (default ./demo)")
-    demo.add_argument("--minutes", type=float, default=DEFAULT_MINUTES, help="MCN training budget in minutes (default 10)")
-    demo.add_argument("--images", type=int, default=2000, help="synthetic training images (default 2000)")
-    demo.add_argument("--scene", choices=list(SCENES), default="simple",
-                      help="generated people scenes (default simple; cluttered is the hard set, see mcn synth)")
-    demo.add_argument("--val-images", type=int, default=200, help="held-out images (default 200)")
-    demo.add_argument("--mae-minutes", type=float, default=4.0,
-                      help="MAE pretraining budget in minutes (default 4; 0 skips the MAE part)")
-    demo.add_argument("--mae-images", type=int, default=10000, help="composites for MAE pretraining (default 10000)")
-    demo.add_argument("--seed", type=int, default=0)
-    demo.set_defaults(func=cmd_demo)

@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from .coco_format import (
     check_keypoint_names,
@@ -352,8 +353,6 @@ class CocoDataset(torch.utils.data.Dataset):
         """
         indices: Iterable[int] = range(len(self))
         if progress:
-            from tqdm import tqdm
-
             indices = tqdm(indices, desc=f"checking {self.ann_file.name}", unit="image")
         for index in indices:
             try:

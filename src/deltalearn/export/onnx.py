@@ -27,22 +27,16 @@ from torch import nn
 
 from ..engine.checkpoint import atomic_path
 from ..mcn.backbones import normalize_images
-from ..mcn.inference import ModelInfo
 from ..mcn.model import MultitaskCenterNet
-from ..mcn.tasks import (
-    DetectionTask, Detections, PoseTask, Poses, Results, SegmentationTask, SemanticMaps, decode_detections,
-    decode_poses, decode_segmentation
-)
-from ..mcn.tasks.detection import TOP_K
+from ..mcn.tasks import TASK_TYPES, Results, Task
+from ..mcn.weights import ModelInfo
 
 INPUT_NAME = "images"  # the graph's one input: uint8 [B, 3, H, W]
 EXPORT_KEY = "deltalearn.export"  # metadata_props entry of the ExportInfo
 OPSET = 17  # ONNX opset of the exported graphs
 EXPORT_BATCH = 2  # batch of the tracing input: not 1, so that no size-1 broadcast gets baked in
 INPUT_MULTIPLE = 32  # H and W must be multiples of this (the backbones' deepest stride)
-RESULT_TYPES: dict[str, type[Results]] = {  # result dataclass of each task, whose fields name decoded outputs
-    DetectionTask.name: Detections, SegmentationTask.name: SemanticMaps, PoseTask.name: Poses,
-}
+TRACE_CELLS = max(task.min_cells for task in TASK_TYPES.values())  # output cells of every tracing input
 
 
 class ExportError(ValueError):
@@ -70,21 +64,8 @@ class ExportInfo:
 
 def decode_batched(model: MultitaskCenterNet, outputs: Mapping[str, torch.Tensor]) -> dict[str, Results]:
     """Each task's results for the whole batch ([B, ...] fields): the form a graph returns.
-
-    The same decoding functions and defaults as ``model.decode``, which splits them per image.
-    """
-    stride = model.output_stride
-    found: dict[str, Results] = {}
-    for name, task in model.tasks.items():
-        if isinstance(task, DetectionTask):
-            found[name] = decode_detections(outputs, stride)
-        elif isinstance(task, SegmentationTask):
-            found[name] = decode_segmentation(outputs, stride)
-        elif isinstance(task, PoseTask):
-            found[name] = decode_poses(outputs, stride, task.person_label)
-        else:
-            raise ExportError(f"task {name!r} ({type(task).__name__}) has no batched decoding to export")
-    return found
+    The same decoding and defaults as ``model.decode``, which splits them per image."""
+    return {name: task.decode_batched(outputs, model.output_stride) for name, task in model.tasks.items()}
 
 
 def flatten_results(results: Mapping[str, Results]) -> dict[str, torch.Tensor]:
@@ -93,11 +74,11 @@ def flatten_results(results: Mapping[str, Results]) -> dict[str, torch.Tensor]:
             for task, found in results.items() for field in dataclasses.fields(found)}  # type: ignore[arg-type]
 
 
-def unflatten_results(tensors: Mapping[str, torch.Tensor], tasks: list[str]) -> dict[str, Results]:
-    """The inverse of :func:`flatten_results` for the named ``tasks``."""
-    return {task: RESULT_TYPES[task](**{field.name: tensors[f"{task}.{field.name}"]
-                                        for field in dataclasses.fields(RESULT_TYPES[task])})  # type: ignore[arg-type]
-            for task in tasks}
+def unflatten_results(tensors: Mapping[str, torch.Tensor], tasks: Mapping[str, Task]) -> dict[str, Results]:
+    """The inverse of :func:`flatten_results` for the named ``tasks``, into their result types."""
+    return {name: task.result_type(**{field.name: tensors[f"{name}.{field.name}"]  # type: ignore[call-arg]
+                                      for field in dataclasses.fields(task.result_type)})  # type: ignore[arg-type]
+            for name, task in tasks.items()}
 
 
 class ExportGraph(nn.Module):
@@ -116,10 +97,16 @@ class ExportGraph(nn.Module):
         return tuple(self.named_outputs(images).values())
 
 
-def trace_side(output_stride: int, image_size: int) -> int:
-    """Side of the tracing input: the model's image size, but large enough that the decoding's
-    top-K (traced as a constant) has all its TOP_K cells."""
-    least = INPUT_MULTIPLE * math.ceil(math.sqrt(TOP_K) * output_stride / INPUT_MULTIPLE)
+def min_cells(model: MultitaskCenterNet, decode: bool) -> int:
+    """Least output cells a graph accepts: the largest top-K of its tasks' decoding, which is
+    traced as a constant (1 for raw outputs)."""
+    return max(task.min_cells for task in model.tasks.values()) if decode else 1
+
+
+def trace_side(output_stride: int, image_size: int, cells: int = TRACE_CELLS) -> int:
+    """Side of the tracing input: the model's image size, but large enough that a decoding's
+    top-K (traced as a constant) has all its ``cells``."""
+    least = INPUT_MULTIPLE * math.ceil(math.sqrt(cells) * output_stride / INPUT_MULTIPLE)
     return max(image_size, least)
 
 
@@ -157,11 +144,10 @@ def export_onnx(model: MultitaskCenterNet, info: ModelInfo, path: str | Path, de
     side = trace_side(stride, info.config.data.image_size)
     axes = dynamic_axes(graph, side, stride)
     names = [key for key in axes if key != INPUT_NAME]
-    finds_peaks = decode and any(isinstance(task, (DetectionTask, PoseTask)) for task in model.tasks.values())
-    export = ExportInfo(decoded=decode, outputs=names, output_stride=stride, min_cells=TOP_K if finds_peaks else 1)
+    export = ExportInfo(decoded=decode, outputs=names, output_stride=stride, min_cells=min_cells(model, decode))
     path = Path(path)
     with atomic_path(path) as tmp, torch.no_grad(), warnings.catch_warnings():
-        # the decoding's min(k, cells) is traced as the constant TOP_K: ExportInfo.min_cells says so
+        # the decoding's min(k, cells) is traced as the constant k: ExportInfo.min_cells says so
         warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
         warnings.filterwarnings("ignore", category=DeprecationWarning)
         torch.onnx.export(graph, (example_images(EXPORT_BATCH, side, side),), str(tmp), input_names=[INPUT_NAME],

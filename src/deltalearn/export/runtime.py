@@ -1,10 +1,9 @@
-"""onnxruntime inference of exported MCN models, behind the PyTorch Predictor's interface.
+"""onnxruntime inference of exported MCN models, as a :class:`deltalearn.mcn.predictor.Predictor`.
 
-``OnnxPredictor(path)`` reads the model's :class:`ModelInfo` from the ONNX metadata and
-offers ``info``, ``outputs(images)``, ``decode(samples)`` and ``coco_results(...)`` as
-:class:`deltalearn.mcn.inference.Predictor` does, so ``predict_images`` and ``evaluate``
-run unchanged. Raw-output graphs are decoded by the tasks' PyTorch decoding (the same
-code as in eager mode); graphs exported with decoding return final results directly.
+``OnnxPredictor(path)`` reads the model's :class:`ModelInfo` from the ONNX metadata, so that
+prediction and evaluation take it as they take the PyTorch predictor. Raw-output graphs are
+decoded by the tasks' PyTorch decoding (the same code as in eager mode); graphs exported
+with decoding return final results directly.
 """
 
 from __future__ import annotations
@@ -17,27 +16,23 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
-from ..data.sample import Sample
 from ..engine.checkpoint import CheckpointError
-from ..mcn.inference import METADATA_KEY, ModelInfo, build_model
 from ..mcn.model import MultitaskCenterNet
-from ..mcn.tasks import Task
+from ..mcn.predictor import Predictor, TorchPredictor
+from ..mcn.weights import METADATA_KEY, ModelInfo, build_model, load_model
 from .onnx import EXPORT_KEY, INPUT_MULTIPLE, INPUT_NAME, ExportGraph, ExportInfo, example_images, unflatten_results
 
 EXPORT_TOLERANCE = 1e-4  # onnxruntime fp32 vs eager: largest |difference| / max(1, largest |value|) of an output
 DECISION_TOLERANCE = 1e-2  # decoded results: share of elements allowed to differ (decisions flipped near ties)
 
 
-class TaskSet:
-    """The tasks of an exported model without its network: their decoding and COCO results."""
-
-    def __init__(self, model: MultitaskCenterNet) -> None:
-        self.tasks: dict[str, Task] = dict(model.tasks.items())
-        self.output_stride = model.output_stride
-
-    def decode(self, outputs: Mapping[str, torch.Tensor]) -> dict[str, list[Any]]:
-        """Per-task, per-image results of raw outputs, as ``MultitaskCenterNet.decode``."""
-        return {name: task.decode(outputs, self.output_stride) for name, task in self.tasks.items()}
+def load_predictor(weights: str | Path, precision: str = "auto") -> Predictor:
+    """A predictor for PyTorch weights (run folder or .safetensors) or an exported ``.onnx``
+    model, which runs in onnxruntime (``precision`` applies to PyTorch weights)."""
+    if Path(weights).suffix.lower() == ".onnx":
+        return OnnxPredictor(weights)
+    model, info = load_model(weights)
+    return TorchPredictor(model, info, precision=precision)
 
 
 def open_session(path: str | Path, threads: int | None = None, idle_after_run: bool = False) -> ort.InferenceSession:
@@ -61,7 +56,7 @@ def open_session(path: str | Path, threads: int | None = None, idle_after_run: b
         raise CheckpointError(f"{path}: not a readable ONNX model ({reason})") from None
 
 
-class OnnxPredictor:
+class OnnxPredictor(Predictor):
     """Batched inference through onnxruntime: letterboxed samples in, decoded results out."""
 
     def __init__(self, path: str | Path, threads: int | None = None, idle_after_run: bool = False) -> None:
@@ -74,7 +69,9 @@ class OnnxPredictor:
         self.info = ModelInfo.from_metadata(metadata, self.path)
         self.export = ExportInfo.from_metadata(metadata)
         self.info.config.model.pretrained = False  # the tasks are built only for decoding and COCO results
-        self.model = TaskSet(build_model(self.info))
+        model = build_model(self.info)
+        self.tasks = dict(model.tasks.items())
+        self.output_stride = model.output_stride
         names = [output.name for output in self.session.get_outputs()]
         if names != self.export.outputs:
             raise CheckpointError(f"{self.path}: the graph's outputs {names} are not the exported "
@@ -94,18 +91,11 @@ class OnnxPredictor:
         arrays = self.session.run(None, {INPUT_NAME: np.ascontiguousarray(images.cpu().numpy())})
         return {name: torch.from_numpy(array) for name, array in zip(self.export.outputs, arrays)}
 
-    def decode(self, samples: Sequence[Sample]) -> dict[str, list[Any]]:
-        """Per task, per image decoded results (input-image pixels) of ``samples``."""
-        outputs = self.outputs(torch.stack([sample.image for sample in samples]))
+    def decode_outputs(self, outputs: Mapping[str, torch.Tensor]) -> dict[str, list[Any]]:
+        """Per task, per image results: the tasks' decoding of raw outputs, or a decoding graph's own."""
         if not self.export.decoded:
-            return self.model.decode(outputs)
-        return {name: found.unbind() for name, found in unflatten_results(outputs, list(self.model.tasks)).items()}
-
-    def coco_results(self, decoded: dict[str, list[Any]], samples: Sequence[Sample],
-                     min_score: float = 0.0) -> dict[str, list[dict]]:
-        """COCO results entries in original-image coordinates, per task."""
-        return {name: self.model.tasks[name].to_coco(results, samples, self.info.category_ids, min_score)
-                for name, results in decoded.items()}
+            return super().decode_outputs(outputs)
+        return {name: found.unbind() for name, found in unflatten_results(outputs, self.tasks).items()}
 
 
 def output_differences(reference: Mapping[str, torch.Tensor], found: Mapping[str, torch.Tensor], decoded: bool,

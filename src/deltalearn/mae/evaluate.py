@@ -178,3 +178,15 @@ def evaluate_folder(segmenter: PatchGraphSegmenter, data_dir: str | os.PathLike,
         "skipped_reasons": dict(list(skipped.items())[:20]),
         "seconds": round(time.perf_counter() - start, 2),
     }
+
+
+def format_eval(result: dict) -> str:
+    """The results table of ``mae eval``."""
+    rows = [("patch graph" + (" + GrabCut" if result["method"] == "graph+grabcut" else ""), result)]
+    rows += [(f"  variant {name}", scores) for name, scores in result["variants"].items() if name != result["method"]]
+    rows += [(f"  baseline {name}", scores) for name, scores in result["baselines"].items()]
+    rows.append((f"  patch-grid ceiling {result['grid'][0]}x{result['grid'][1]}", result["patch_ceiling"]))
+    lines = [f"{'method':<34} {'IoU':>7} {'max F':>7}"]
+    lines += [f"{name:<34} {s['iou']:>7.3f} {s['max_fbeta']:>7.3f}" for name, s in rows]
+    lines.append(f"{result['images']} images, {result['skipped']} skipped, {result['seconds']:.1f} s")
+    return "\n".join(lines)

@@ -19,7 +19,6 @@ a frozen one is given back to ``load_seg_head`` and checked against the fingerpr
 
 from __future__ import annotations
 
-import argparse
 import copy
 import hashlib
 import json
@@ -37,7 +36,7 @@ from torch import Tensor, nn
 from torchvision.transforms.v2 import functional as TF
 from tqdm import tqdm
 
-from ..config import ConfigError, from_dict, load_config, save_config, to_dict
+from ..config import ConfigError, from_dict, save_config, to_dict
 from ..data.errors import DataError, DataWarning, ImageDecodeError
 from ..data.images import load_rgb
 from ..engine.checkpoint import LAST_STATE, CheckpointError, read_weights, save_weights, weights_metadata
@@ -471,41 +470,3 @@ def predict_foreground(model: MAESegmenter, images: list[np.ndarray | Tensor] | 
             full = F.interpolate(logit[None], size=tuple(image.shape[-2:]), mode="bilinear", align_corners=False)
             probs.append(torch.sigmoid(full)[0, 0].cpu().numpy())
     return probs
-
-
-# ---- command line ---------------------------------------------------------------------------
-
-
-def _cmd_train_head(args: argparse.Namespace) -> int:
-    from .pretrain import load_trained_mae
-
-    for flag, folder in (("--data", args.data), ("--masks", args.masks)):
-        if folder is not None and not folder.is_dir():
-            raise DataError(folder, f"{flag} folder not found")
-    config = load_config(SegHeadConfig, args.config, args.overrides)
-    mae = load_trained_mae(args.weights, args.variant, args.norm_pix_loss)
-    masks = args.masks if args.masks is not None else args.data
-    result = train_seg_head(mae, args.data, masks, args.out, config, mae_source=str(args.weights))
-    skipped = ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in result["skipped"].items() if v) or "none"
-    stop = " (stopped by train.max_minutes)" if result["stopped_early"] else ""
-    print(f"done: epoch {result['epoch']}, step {result['step']}{stop}, train loss "
-          f"{result.get('train_loss', float('nan')):.4f} on {result['images']} pairs (skipped: {skipped}); "
-          f"weights {result['weights']}")
-    return 0
-
-
-def register_head_commands(commands: argparse._SubParsersAction) -> None:
-    """Add ``train-head`` to the ``deltalearn mae`` subcommands."""
-    head = commands.add_parser("train-head", help="train a binary segmentation head on an MAE encoder")
-    from .commands import add_mae_weights_args
-
-    add_mae_weights_args(head)
-    head.add_argument("--data", type=Path, required=True, help="folder with images/ (else the images themselves)")
-    head.add_argument("--masks", type=Path, default=None,
-                      help="mask folder (DIR/masks when it exists, else DIR), 0/255 PNGs named as the images: "
-                           "ground truth or pseudo-labels (default: --data)")
-    head.add_argument("--out", type=Path, default=Path("runs/mae_head"), help="run folder (default runs/mae_head)")
-    head.add_argument("--config", type=Path, default=None, help="YAML file of SegHeadConfig keys")
-    head.add_argument("overrides", nargs="*", metavar="key=value",
-                      help="config overrides, e.g. train.epochs=5 train.finetune_encoder=true head.refine=true")
-    head.set_defaults(func=_cmd_train_head)

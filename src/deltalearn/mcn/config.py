@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from ..config import ConfigError
 from ..engine.config import TrainConfig
-
-TASK_NAMES = ("det", "seg", "pose")
+from .tasks import TASKS, check_task_names
 
 
 @dataclass
@@ -27,7 +27,7 @@ class DataConfig:
 class ModelConfig:
     backbone: str = "dla34"  # any timm model with features_only support
     pretrained: bool = False  # ImageNet weights from timm (needs internet the first time)
-    tasks: list[str] = field(default_factory=lambda: list(TASK_NAMES))  # any subset of det, seg, pose
+    tasks: list[str] = field(default_factory=lambda: list(TASKS))  # any subset of det, seg, pose
     neck_channels: int = 64  # channels of the stride-4 feature map shared by all heads
     head_channels: int = 64  # hidden channels of each head's 3x3 conv
     head_trunk: Literal["per_output", "per_task"] = "per_output"  # a 3x3 conv per output (CenterNet) or per task
@@ -36,6 +36,12 @@ class ModelConfig:
     # the center cell (CenterNet's) or a Gaussian region around it (TTFNet's), see mcn.heatmaps
     box_regression: Literal["center", "region"] = "center"
     pose_regression: Literal["center", "region"] = "center"
+
+    def __post_init__(self) -> None:
+        try:
+            check_task_names(self.tasks)
+        except ValueError as error:
+            raise ConfigError(f"model.tasks {self.tasks}: {error}") from None
 
 
 @dataclass
@@ -64,9 +70,9 @@ class LossConfig:
     seg: SegLossConfig = field(default_factory=SegLossConfig)
     pose: PoseLossConfig = field(default_factory=PoseLossConfig)
 
-    def weights(self, tasks: list[str]) -> dict[str, float]:
-        """``{"det.size": 0.1, ...}`` of the enabled tasks, as ``build_mcn`` takes them."""
-        return {f"{task}.{term}": weight for task in tasks for term, weight in vars(getattr(self, task)).items()}
+    def term_weights(self, task: str) -> dict[str, float]:
+        """The weight of each loss term of ``task``, e.g. ``{"heatmap": 1.0, "size": 0.1, "offset": 1.0}``."""
+        return dict(vars(getattr(self, task)))
 
 
 @dataclass
@@ -77,12 +83,5 @@ class MCNConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def __post_init__(self) -> None:
-        from ..config import ConfigError
-
-        unknown = [t for t in self.model.tasks if t not in TASK_NAMES]
-        if unknown or not self.model.tasks:
-            raise ConfigError(f"model.tasks must be a non-empty subset of {list(TASK_NAMES)}, got {self.model.tasks}")
-        if "pose" in self.model.tasks and "det" not in self.model.tasks:
-            raise ConfigError("model.tasks: pose needs det (keypoints are regressed from person centers)")
         if self.data.image_size % 32:
             raise ConfigError(f"data.image_size must be a multiple of 32, got {self.data.image_size}")

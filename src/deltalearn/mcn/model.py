@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -11,8 +10,10 @@ from torch import nn
 
 from ..data.sample import Sample
 from .backbones import TimmBackbone
+from .config import LossConfig, ModelConfig
 from .necks import UpsampleNeck
-from .tasks import TASKS, DetectionTask, PoseTask, SegmentationTask, Task
+from .tasks import TASKS, DetectionTask, PoseTask, SegmentationTask, Task, check_task_names
+from .tasks.detection import MAX_OBJECTS
 
 LOSS_TOTAL = "loss"  # key of the summed loss in :meth:`MultitaskCenterNet.loss`
 
@@ -73,51 +74,33 @@ class MultitaskCenterNet(nn.Module):
                 for name, task in self.tasks.items()}
 
 
-def build_mcn(backbone_name: str = "dla34", tasks: Sequence[str] = ("det", "seg", "pose"), num_classes: int = 1,
-              person_label: int = 0, head_channels: int = 64, neck_channels: int = 64, pretrained: bool = False,
-              pose_offsets: str = "per_joint", max_objects: int = 128,
-              loss_weights: Mapping[str, float] | None = None, head_trunk: str = "per_output",
-              box_regression: str = "center", pose_regression: str = "center") -> MultitaskCenterNet:
-    """A Multitask CenterNet with the named ``tasks`` (any subset of det, seg, pose).
+def build_mcn(config: ModelConfig, num_classes: int = 1, person_label: int = 0, loss: LossConfig | None = None,
+              max_objects: int = MAX_OBJECTS) -> MultitaskCenterNet:
+    """The Multitask CenterNet that ``config`` describes: its backbone (timm, ImageNet weights
+    if ``config.pretrained``), neck and tasks.
 
     ``num_classes`` object classes for det and seg; pose finds persons as detection class
-    ``person_label``. ``loss_weights`` maps ``<task>.<term>`` (e.g. ``det.size``) to the
-    term's weight, overriding the tasks' defaults. ``head_trunk``: one hidden 3x3 conv per
-    output (``per_output``, CenterNet's) or one per task shared by its outputs (``per_task``).
-    ``box_regression`` and ``pose_regression``: the cells that learn box size and offset, and
-    keypoint displacements: ``center`` (CenterNet's) or ``region`` (TTFNet's Gaussian area,
-    see :func:`deltalearn.mcn.heatmaps.regression_region`).
+    ``person_label``. ``loss`` gives each task's loss-term weights (default: LossConfig's);
+    ``max_objects`` per image get box and pose targets.
     """
-    unknown = [name for name in tasks if name not in TASKS]
-    if unknown or not tasks:
-        hints = [f"{u!r} (did you mean {difflib.get_close_matches(u, TASKS, 1) or list(TASKS)}?)" for u in unknown]
-        raise ValueError(f"tasks must be a non-empty subset of {list(TASKS)}; unknown: {', '.join(hints)}")
-    if PoseTask.name in tasks and DetectionTask.name not in tasks:
-        raise ValueError("task 'pose' needs task 'det': keypoints are regressed from the person centers "
-                         "of the detection heatmap; use tasks=('det', 'pose', ...)")
-    weights = _split_loss_weights(loss_weights or {}, tasks)
-    backbone = TimmBackbone(backbone_name, pretrained=pretrained)
-    neck = UpsampleNeck(backbone.channels, backbone.reductions, neck_channels)
-    common: dict[str, Any] = {"in_channels": neck.out_channels, "head_channels": head_channels,
-                              "head_trunk": head_trunk}
+    check_task_names(config.tasks)
+    loss = loss or LossConfig()
+    backbone = TimmBackbone(config.backbone, pretrained=config.pretrained)
+    neck = UpsampleNeck(backbone.channels, backbone.reductions, config.neck_channels)
+    common: dict[str, Any] = {"in_channels": neck.out_channels, "head_channels": config.head_channels,
+                              "head_trunk": config.head_trunk}
     built: dict[str, Task] = {}
-    if DetectionTask.name in tasks:
-        built["det"] = DetectionTask(num_classes, max_objects=max_objects, term_weights=weights["det"],
-                                     box_regression=box_regression, **common)
-    if SegmentationTask.name in tasks:
-        built["seg"] = SegmentationTask(num_classes, term_weights=weights["seg"], **common)
-    if PoseTask.name in tasks:
-        built["pose"] = PoseTask(person_label=person_label, pose_offsets=pose_offsets, max_objects=max_objects,
-                                 term_weights=weights["pose"], regression=pose_regression, **common)
+    for name in TASKS:  # in the order det, seg, pose, whatever the order of config.tasks
+        if name not in config.tasks:
+            continue
+        terms = loss.term_weights(name)
+        if name == DetectionTask.name:
+            built[name] = DetectionTask(num_classes, max_objects=max_objects, term_weights=terms,
+                                        box_regression=config.box_regression, **common)
+        elif name == SegmentationTask.name:
+            built[name] = SegmentationTask(num_classes, term_weights=terms, **common)
+        elif name == PoseTask.name:
+            built[name] = PoseTask(person_label=person_label, pose_offsets=config.pose_offsets,
+                                   max_objects=max_objects, term_weights=terms, regression=config.pose_regression,
+                                   **common)
     return MultitaskCenterNet(backbone, neck, built)
-
-
-def _split_loss_weights(loss_weights: Mapping[str, float], tasks: Sequence[str]) -> dict[str, dict[str, float]]:
-    """{"det.size": 0.1} -> {"det": {"size": 0.1}, "seg": {}, "pose": {}}; unknown tasks fail."""
-    split: dict[str, dict[str, float]] = {name: {} for name in TASKS}
-    for key, value in loss_weights.items():
-        task, _, term = key.partition(".")
-        if task not in TASKS or not term:
-            raise ValueError(f"loss weight {key!r}: expected '<task>.<term>' with task in {list(TASKS)}")
-        split[task][term] = float(value)
-    return split

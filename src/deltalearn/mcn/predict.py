@@ -16,7 +16,8 @@ from ..data.images import load_rgb
 from ..data.sample import Sample, empty_targets
 from ..data.transforms import Letterbox
 from ..viz.draw import draw_instances, palette, save_png
-from .inference import ModelInfo, Predictor
+from .predictor import Predictor
+from .weights import ModelInfo
 from .tasks.base import boxes_to_original
 from .tasks.segmentation import labels_to_original
 

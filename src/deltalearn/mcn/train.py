@@ -20,7 +20,9 @@ from ..engine.trainer import Trainer
 from .backbones import normalize_images
 from .config import MCNConfig
 from .data import EvalDataset, TrainBatch, TrainCollate, collate_eval, training_transforms
-from .inference import ModelInfo, Predictor, build_model, evaluate, person_label_of
+from .evaluate import evaluate
+from .predictor import TorchPredictor
+from .weights import ModelInfo, build_model, person_label_of
 
 EVAL_BATCH = 8  # images per evaluation batch
 
@@ -92,6 +94,6 @@ def _validation(val_set: CocoDataset, config: MCNConfig, info: ModelInfo,
                         num_workers=min(config.data.workers, 1), collate_fn=collate_eval)
 
     def evaluate_fn(network: nn.Module) -> dict[str, float]:
-        return evaluate(Predictor(network, info, precision=precision()), loader, val_set.coco)
+        return evaluate(TorchPredictor(network, info, precision=precision()), loader, val_set.coco)
 
     return evaluate_fn

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -58,14 +58,19 @@ class Task(nn.Module):
     """Base of the tasks: owns the head and everything that depends on its outputs.
 
     Subclasses set ``name`` (the prefix of their output, target and loss keys), ``requires``
-    (names of tasks whose outputs they read) and ``default_term_weights`` (relative weight of
-    each loss term), and implement ``encode_sample``, ``loss_terms``, ``decode``,
-    ``to_coco`` and ``oracle_outputs``.
+    (names of tasks whose outputs they read), ``default_term_weights`` (relative weight of
+    each loss term), ``result_type`` (the dataclass of their decoded results, whose fields
+    name the outputs of a decoding ONNX graph) and ``min_cells`` (the output cells their
+    batched decoding needs), and implement ``encode_sample``, ``loss_terms``,
+    ``decode_batched``, ``to_coco`` and ``oracle_outputs``.
     """
 
     name: ClassVar[str] = ""
     requires: ClassVar[tuple[str, ...]] = ()
     default_term_weights: ClassVar[dict[str, float]] = {}
+    result_type: ClassVar[type[Results]]
+    min_cells: ClassVar[int] = 1  # least (H / stride) * (W / stride) of decode_batched (its top-K)
+    requirement_reason: ClassVar[str] = "it reads their outputs"  # why it needs the tasks in ``requires``
 
     def __init__(self, heads: Mapping[str, HeadSpec], in_channels: int, head_channels: int = 64,
                  weight: float = 1.0, term_weights: Mapping[str, float] | None = None,
@@ -97,16 +102,18 @@ class Task(nn.Module):
         shared = self.trunk(features)
         return {self.key(name): head(shared) for name, head in self.heads.items()}
 
-    def check_tasks(self, tasks: Mapping[str, Task]) -> None:
-        """Raise ValueError when a task this one reads from is missing from ``tasks``."""
-        missing = [name for name in self.requires if name not in tasks]
+    @classmethod
+    def check_requirements(cls, names: Collection[str]) -> None:
+        """Raise ValueError when a task this one reads from is not among the task ``names``."""
+        missing = [name for name in cls.requires if name not in names]
         if missing:
-            raise ValueError(f"task '{self.name}' needs task(s) {missing} in the same model: "
-                             f"{self.requirement_reason()}")
+            needed = " and ".join(f"task '{name}'" for name in missing)
+            raise ValueError(f"task '{cls.name}' needs {needed} in the same model "
+                             f"({cls.name} needs {', '.join(missing)}: {cls.requirement_reason})")
 
-    def requirement_reason(self) -> str:
-        """Why this task needs the tasks in ``requires`` (for the error message)."""
-        return "it reads their outputs"
+    def check_tasks(self, tasks: Mapping[str, Task]) -> None:
+        """Raise ValueError when this task cannot work beside the other ``tasks`` of a model."""
+        self.check_requirements(tasks)
 
     def encode(self, samples: Sequence[Sample], output_stride: int) -> dict[str, torch.Tensor]:
         """Batched training targets of ``samples`` (stacked per-sample targets)."""
@@ -129,9 +136,14 @@ class Task(nn.Module):
         """Unweighted loss terms named in ``terms``, keyed by term name."""
         raise NotImplementedError
 
-    def decode(self, outputs: Mapping[str, torch.Tensor], **options: Any) -> list[Any]:
-        """Per-image results (dataclasses) in input-image pixels."""
+    def decode_batched(self, outputs: Mapping[str, torch.Tensor], output_stride: int, **options: Any) -> Results:
+        """Results of the whole batch (fields [B, ...]) in input-image pixels, from export-friendly
+        ops, so that the same code runs eagerly and inside an ONNX graph."""
         raise NotImplementedError
+
+    def decode(self, outputs: Mapping[str, torch.Tensor], output_stride: int, **options: Any) -> list[Any]:
+        """Per-image results (``result_type``) in input-image pixels."""
+        return self.decode_batched(outputs, output_stride, **options).unbind()
 
     def to_coco(self, results: Sequence[Any], samples: Sequence[Sample],
                 category_ids: Sequence[int], min_score: float = 0.0) -> list[dict]:

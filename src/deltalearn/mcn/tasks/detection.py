@@ -86,6 +86,8 @@ class DetectionTask(Task):
     """
 
     name = "det"
+    result_type = Detections
+    min_cells = TOP_K
     default_term_weights = {"heatmap": 1.0, "size": 0.1, "offset": 1.0}  # CenterNet's weights
 
     def __init__(self, num_classes: int, in_channels: int, head_channels: int = 64,
@@ -168,8 +170,8 @@ class DetectionTask(Task):
                 found[term] = masked_l1(pred, targets[key(term)], targets[key("mask")])
         return found
 
-    def decode(self, outputs: Mapping[str, torch.Tensor], output_stride: int, k: int = TOP_K) -> list[Detections]:
-        return decode_detections(outputs, output_stride, k).unbind()
+    def decode_batched(self, outputs: Mapping[str, torch.Tensor], output_stride: int, k: int = TOP_K) -> Detections:
+        return decode_detections(outputs, output_stride, k)
 
     def to_coco(self, results: Sequence[Detections], samples: Sequence[Sample],
                 category_ids: Sequence[int], min_score: float = 0.0) -> list[dict]:

@@ -132,6 +132,9 @@ class PoseTask(Task):
 
     name = "pose"
     requires = (DetectionTask.name,)
+    result_type = Poses
+    min_cells = max(POSE_TOP_K, KEYPOINT_CANDIDATES)
+    requirement_reason = "keypoints are regressed from the person centers of the detection heatmap"
     default_term_weights = {"heatmap": 1.0, "displacement": 1.0, "offset": 1.0}
 
     def __init__(self, in_channels: int, head_channels: int = 64, person_label: int = 0,
@@ -153,10 +156,6 @@ class PoseTask(Task):
         self.pose_offsets = pose_offsets
         self.max_objects = max_objects
         self.regression = regression
-
-    def requirement_reason(self) -> str:
-        return (f"keypoints are regressed from the person centers of the detection heatmap "
-                f"(class {self.person_label}); enable 'det' as well")
 
     def check_tasks(self, tasks: Mapping[str, Task]) -> None:
         super().check_tasks(tasks)
@@ -243,9 +242,9 @@ class PoseTask(Task):
             found["offset"] = masked_l1(pred, targets[key("offset")], joint_mask)
         return found
 
-    def decode(self, outputs: Mapping[str, torch.Tensor], output_stride: int, k: int = POSE_TOP_K,
-               threshold: float = KEYPOINT_THRESHOLD) -> list[Poses]:
-        return decode_poses(outputs, output_stride, self.person_label, k, threshold=threshold).unbind()
+    def decode_batched(self, outputs: Mapping[str, torch.Tensor], output_stride: int, k: int = POSE_TOP_K,
+                       threshold: float = KEYPOINT_THRESHOLD) -> Poses:
+        return decode_poses(outputs, output_stride, self.person_label, k, threshold=threshold)
 
     def to_coco(self, results: Sequence[Poses], samples: Sequence[Sample],
                 category_ids: Sequence[int], min_score: float = 0.0) -> list[dict]:

@@ -72,6 +72,7 @@ class SegmentationTask(Task):
     """
 
     name = "seg"
+    result_type = SemanticMaps
     default_term_weights = {"ce": 1.0, "dice": 0.0}
 
     def __init__(self, num_classes: int, in_channels: int, head_channels: int = 64, weight: float = 1.0,
@@ -95,8 +96,8 @@ class SegmentationTask(Task):
             found["dice"] = dice_loss(logits, target)
         return found
 
-    def decode(self, outputs: Mapping[str, torch.Tensor], output_stride: int) -> list[SemanticMaps]:
-        return decode_segmentation(outputs, output_stride).unbind()
+    def decode_batched(self, outputs: Mapping[str, torch.Tensor], output_stride: int) -> SemanticMaps:
+        return decode_segmentation(outputs, output_stride)
 
     def to_coco(self, results: Sequence[SemanticMaps], samples: Sequence[Sample],
                 category_ids: Sequence[int], min_score: float = 0.0) -> list[dict]:

@@ -17,36 +17,35 @@ so that the idle sessions of the composition do not compete with the running one
 latency: parameters, FLOPs (PyTorch's flop counter: convolutions and matrix
 products), decoding time and its share of the forward time (PyTorch decoding of the raw
 outputs, and for onnxruntime the decoded graph's extra time over the raw one), peak memory (see
-:mod:`deltalearn.mcn.bench_memory`), and the achieved FLOP/s as a fraction of the fp32 and
+:mod:`deltalearn.bench.memory`), and the achieved FLOP/s as a fraction of the fp32 and
 bf16 matmul peaks measured in the same run. Weights are random: the time does not depend on
 them.
 """
 
 from __future__ import annotations
 
-import copy
 import os
 import statistics
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+import onnxruntime
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from ..data.synthetic import make_image
 from ..engine.precision import cpu_supports_bf16
-from .backbones import normalize_images
-from .config import MCNConfig
-from .inference import ModelInfo, Predictor, build_model, person_label_of
+from ..mcn.backbones import normalize_images
+from ..mcn.config import MCNConfig
+from ..mcn.weights import ModelInfo, build_model
+from .memory import peak_memory_mb
+from .workload import (
+    CALIBRATION_IMAGES, PATHS, BenchSettings, Workload, bench_images, export_graphs, network_infos, open_predictors
+)
 
-PATHS = ("eager_fp32", "eager_bf16", "onnxruntime_fp32", "onnxruntime_int8")
 MATMUL_SIDE = 2048  # square matrices of the matmul peak measurement
-CALIBRATION_IMAGES = 8  # synthetic images that calibrate the INT8 graphs
 TARGETS = {  # the issue's targets: key of the result -> (comparison, bound)
     "latency_ratio": ("<=", 0.40),
     "param_ratio": ("<=", 0.37),
@@ -54,44 +53,6 @@ TARGETS = {  # the issue's targets: key of the result -> (comparison, bound)
     "fraction_of_bf16_peak": (">=", 0.5),
     "speedup_vs_eager_fp32": (">=", 3.0),
 }
-
-
-@dataclass
-class BenchSettings:
-    size: int = 512  # input side in px (square, a multiple of 32)
-    batch: int = 1  # images per forward pass
-    runs: int = 30  # timed runs of each side per path
-    warmup: int = 5  # untimed runs first
-    paths: Sequence[str] = PATHS  # runtime paths to time
-    memory: bool = True  # also measure peak memory (one fresh process per path and side)
-    threads: int = field(default_factory=torch.get_num_threads)  # intra-op threads, torch and onnxruntime
-
-
-def single_task_sets(tasks: Sequence[str]) -> list[list[str]]:
-    """The task lists of the single-task networks that do what a network with ``tasks`` does."""
-    return [["det", "pose"] if task == "pose" else [task] for task in tasks]
-
-
-def network_infos(config: MCNConfig, size: int) -> tuple[ModelInfo, list[ModelInfo]]:
-    """The multitask network of ``config`` and its single-task composition, at input ``size``.
-    Categories: ``config.data.categories``, else person only (the paper's COCO setting); the
-    pose network detects persons only."""
-    categories = list(config.data.categories) or ["person"]
-
-    def info(tasks: list[str], names: list[str]) -> ModelInfo:
-        network = copy.deepcopy(config)
-        network.model.tasks, network.model.pretrained, network.data.image_size = list(tasks), False, size
-        return ModelInfo(network, category_ids=list(range(1, len(names) + 1)), category_names=list(names),
-                         person_label=person_label_of(names))
-
-    singles = [info(tasks, ["person"] if "pose" in tasks else categories)
-               for tasks in single_task_sets(config.model.tasks)]
-    return info(list(config.model.tasks), categories), singles
-
-
-def bench_images(batch: int, size: int, seed: int = 0) -> torch.Tensor:
-    """uint8 [batch, 3, size, size] synthetic scenes (persons, vehicles, balls)."""
-    return torch.stack([torch.from_numpy(make_image(seed, i, size)[0]).permute(2, 0, 1) for i in range(batch)])
 
 
 def count_params(models: Sequence[torch.nn.Module]) -> int:
@@ -149,59 +110,9 @@ def interleaved_medians(first: Callable[[], Any], second: Callable[[], Any], run
     return statistics.median(times[0]), statistics.median(times[1])
 
 
-def open_predictors(path: str, infos: Sequence[ModelInfo], models: Sequence[torch.nn.Module] | None = None,
-                    files: Sequence[Path] | None = None, threads: int | None = None) -> list[Any]:
-    """One predictor per network for a runtime ``path``: PyTorch ones of ``models`` (built from
-    ``infos`` with random weights if None), or onnxruntime ones of the exported ``files``."""
-    if path.startswith("onnxruntime"):
-        from ..export.runtime import OnnxPredictor
-
-        # idle after each run: the idle sessions of a composition must not spin against the running one
-        return [OnnxPredictor(file, threads=threads, idle_after_run=True) for file in files or []]
-    precision = "bf16" if path == "eager_bf16" else "fp32"
-    if models is None:
-        models = [build_model(info).eval() for info in infos]
-    elif precision == "bf16":  # bf16 converts its models to channels-last: copies keep the callers' layout
-        models = [copy.deepcopy(model) for model in models]
-    return [Predictor(model, info, precision=precision, device="cpu") for model, info in zip(models, infos)]
-
-
-@dataclass
-class Workload:
-    """What every path runs: the networks of each side, their input, where exports go."""
-
-    sides: dict[str, list[ModelInfo]]  # "multitask": [one], "composition": [one per task]
-    models: dict[str, list[torch.nn.Module]]  # the same networks, float32, random weights
-    images: torch.Tensor  # uint8 [batch, 3, size, size]
-    folder: Path  # ONNX exports
-    calibration: list[np.ndarray]  # INT8 calibration batches
-
-
-def export_graphs(path: str, work: Workload, side: str, decode: bool = False) -> list[Path]:
-    """Export the networks of ``side`` (raw outputs, or with decoding in the graph) to the
-    workload's folder, once; for the INT8 path quantize them."""
-    from ..export.onnx import export_onnx
-    from ..export.quantize import quantize_int8
-
-    files = []
-    for index, (info, model) in enumerate(zip(work.sides[side], work.models[side])):
-        file = work.folder / f"{side}_{index}{'_decoded' if decode else ''}.onnx"
-        if not file.is_file():
-            export_onnx(model, info, file, decode=decode)
-        if path == "onnxruntime_int8":
-            int8 = file.with_suffix(".int8.onnx")
-            if not int8.is_file():
-                quantize_int8(file, int8, work.calibration)
-            file = int8
-        files.append(file)
-    return files
-
-
 def time_path(path: str, work: Workload, settings: BenchSettings, log: Callable[[str], None]) -> dict[str, Any]:
     """Latency of both sides on one runtime path; for onnxruntime also the cost of decoding
     inside the graph; peak memory if the settings ask for it."""
-    from .bench_memory import peak_memory_mb
-
     log(f"{path}: preparing")
     onnx = path.startswith("onnxruntime")
     files = {side: export_graphs(path, work, side) if onnx else None for side in work.sides}
@@ -268,7 +179,7 @@ def time_decoding(sides: dict[str, list[ModelInfo]], models: dict[str, list[torc
     predictors = {side: open_predictors("eager_fp32", sides[side], models[side]) for side in sides}
     outputs = {side: [p.outputs(images) for p in predictors[side]] for side in sides}
     mt, comp = interleaved_medians(
-        *[lambda s=side: [p.model.decode(o) for p, o in zip(predictors[s], outputs[s])] for side in sides],
+        *[lambda s=side: [p.decode_outputs(o) for p, o in zip(predictors[s], outputs[s])] for side in sides],
         runs=settings.runs, warmup=settings.warmup)
     multitask, = models["multitask"]
     per_task = {name: 1e3 * median_seconds(lambda t=task: t.decode(outputs["multitask"][0], multitask.output_stride),
@@ -328,11 +239,7 @@ def _percent(share: float | None) -> str:
     return "-" if share is None else f"{100 * share:.1f} %"
 
 
-def _ort_version() -> str | None:
-    try:
-        import onnxruntime
-    except ImportError:
-        return None
+def _ort_version() -> str:
     return onnxruntime.__version__
 
 

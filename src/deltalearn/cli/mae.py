@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
+from ..config import atomic_write_text, find_config, load_config, to_dict
 from ..data.errors import DataError
+from ..mae.config import MAEPretrainConfig
+from ..mae.data import generate_composites
+from ..mae.evaluate import evaluate_folder, format_eval
+from ..mae.pretrain import CONFIG_FILE, load_trained_mae, pretrain
+from ..mae.reconstruct import reconstruct_files
+from ..mae.seg_head import SegHeadConfig, load_seg_head, train_seg_head
+from ..mae.segment import PatchGraphConfig, PatchGraphSegmenter, segment_files
+from .common import add_synth_args
 
 
 def _cmd_synth(args: argparse.Namespace) -> int:
-    from .data import generate_composites
-
     stats = generate_composites(args.out, num_images=args.images, size=args.size, seed=args.seed,
                                 workers=args.workers)
     print(f"wrote {stats['images']} images and foreground masks ({args.size} px, seed {args.seed}) to {args.out} "
@@ -20,10 +28,6 @@ def _cmd_synth(args: argparse.Namespace) -> int:
 
 
 def _cmd_pretrain(args: argparse.Namespace) -> int:
-    from ..config import find_config, load_config
-    from .config import MAEPretrainConfig
-    from .pretrain import CONFIG_FILE, pretrain
-
     for flag, folder in (("--data", args.data), ("--val-data", args.val_data)):
         if folder is not None and not folder.is_dir():
             raise DataError(folder, f"{flag} folder not found")
@@ -40,9 +44,6 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
 
 
 def _cmd_reconstruct(args: argparse.Namespace) -> int:
-    from .pretrain import load_trained_mae
-    from .reconstruct import reconstruct_files
-
     if not 0.0 <= args.mask_ratio < 1.0:
         raise ValueError(f"--mask-ratio must be in [0, 1), got {args.mask_ratio}")
     model = load_trained_mae(args.weights, args.variant, args.norm_pix_loss)
@@ -52,19 +53,13 @@ def _cmd_reconstruct(args: argparse.Namespace) -> int:
     return 0
 
 
-def _segmenter(args: argparse.Namespace):
-    from ..config import load_config
-    from .pretrain import load_trained_mae
-    from .segment import PatchGraphConfig, PatchGraphSegmenter
-
+def _segmenter(args: argparse.Namespace) -> PatchGraphSegmenter:
     config = load_config(PatchGraphConfig, args.config, args.overrides)
     model = load_trained_mae(args.weights, args.variant, args.norm_pix_loss)
     return PatchGraphSegmenter(model, config)
 
 
 def _cmd_segment(args: argparse.Namespace) -> int:
-    from .segment import segment_files
-
     segmenter = _segmenter(args)
     stats = segment_files(segmenter, args.source, args.out, figures=not args.no_figures)
     print(f"wrote {stats['images']} masks to {args.out / 'masks'}"
@@ -73,31 +68,12 @@ def _cmd_segment(args: argparse.Namespace) -> int:
     return 0
 
 
-def format_eval(result: dict) -> str:
-    """The results table of ``mae eval``."""
-    rows = [("patch graph" + (" + GrabCut" if result["method"] == "graph+grabcut" else ""), result)]
-    rows += [(f"  variant {name}", scores) for name, scores in result["variants"].items() if name != result["method"]]
-    rows += [(f"  baseline {name}", scores) for name, scores in result["baselines"].items()]
-    rows.append((f"  patch-grid ceiling {result['grid'][0]}x{result['grid'][1]}", result["patch_ceiling"]))
-    lines = [f"{'method':<34} {'IoU':>7} {'max F':>7}"]
-    lines += [f"{name:<34} {s['iou']:>7.3f} {s['max_fbeta']:>7.3f}" for name, s in rows]
-    lines.append(f"{result['images']} images, {result['skipped']} skipped, {result['seconds']:.1f} s")
-    return "\n".join(lines)
-
-
 def _cmd_eval(args: argparse.Namespace) -> int:
-    import json
-
-    from ..config import atomic_write_text, to_dict
-    from .evaluate import evaluate_folder
-
     if not args.data.is_dir():
         raise DataError(args.data, "--data folder not found")
     segmenter = _segmenter(args)
     head = None
     if args.head is not None:
-        from .seg_head import load_seg_head
-
         head = load_seg_head(args.head, segmenter.model)
     result = evaluate_folder(segmenter, args.data, limit=args.limit, baselines=not args.no_baselines, head=head)
     result["config"] = to_dict(segmenter.config)
@@ -106,6 +82,37 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         atomic_write_text(args.json, json.dumps(result, indent=2) + "\n")
         print(f"wrote {args.json}")
     return 0
+
+
+def _cmd_train_head(args: argparse.Namespace) -> int:
+    for flag, folder in (("--data", args.data), ("--masks", args.masks)):
+        if folder is not None and not folder.is_dir():
+            raise DataError(folder, f"{flag} folder not found")
+    config = load_config(SegHeadConfig, args.config, args.overrides)
+    mae = load_trained_mae(args.weights, args.variant, args.norm_pix_loss)
+    masks = args.masks if args.masks is not None else args.data
+    result = train_seg_head(mae, args.data, masks, args.out, config, mae_source=str(args.weights))
+    skipped = ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in result["skipped"].items() if v) or "none"
+    stop = " (stopped by train.max_minutes)" if result["stopped_early"] else ""
+    print(f"done: epoch {result['epoch']}, step {result['step']}{stop}, train loss "
+          f"{result.get('train_loss', float('nan')):.4f} on {result['images']} pairs (skipped: {skipped}); "
+          f"weights {result['weights']}")
+    return 0
+
+
+def register_train_head(commands: argparse._SubParsersAction) -> None:
+    """Add ``train-head`` to the ``deltalearn mae`` subcommands."""
+    head = commands.add_parser("train-head", help="train a binary segmentation head on an MAE encoder")
+    add_mae_weights_args(head)
+    head.add_argument("--data", type=Path, required=True, help="folder with images/ (else the images themselves)")
+    head.add_argument("--masks", type=Path, default=None,
+                      help="mask folder (DIR/masks when it exists, else DIR), 0/255 PNGs named as the images: "
+                           "ground truth or pseudo-labels (default: --data)")
+    head.add_argument("--out", type=Path, default=Path("runs/mae_head"), help="run folder (default runs/mae_head)")
+    head.add_argument("--config", type=Path, default=None, help="YAML file of SegHeadConfig keys")
+    head.add_argument("overrides", nargs="*", metavar="key=value",
+                      help="config overrides, e.g. train.epochs=5 train.finetune_encoder=true head.refine=true")
+    head.set_defaults(func=_cmd_train_head)
 
 
 def add_mae_weights_args(parser: argparse.ArgumentParser) -> None:
@@ -127,8 +134,6 @@ def _add_segment_args(parser: argparse.ArgumentParser) -> None:
 
 def register(systems: argparse._SubParsersAction) -> None:
     """Add ``mae`` and its commands to the top-level parser."""
-    from ..cli import add_synth_args
-
     mae = systems.add_parser("mae", help="masked autoencoder: data, pretraining, reconstructions, patch-graph segmentation")
     commands = mae.add_subparsers(dest="command", required=True)
 
@@ -157,9 +162,7 @@ def register(systems: argparse._SubParsersAction) -> None:
     rec.add_argument("--seed", type=int, default=0, help="seed of the random masks (default 0)")
     rec.set_defaults(func=_cmd_reconstruct)
 
-    from .seg_head import register_head_commands
-
-    register_head_commands(commands)
+    register_train_head(commands)
 
     seg = commands.add_parser("segment", help="foreground masks from the patch graph and Louvain levels")
     _add_segment_args(seg)

@@ -8,15 +8,18 @@ import json
 import tempfile
 from pathlib import Path
 
+from ..bench import PATHS, BenchSettings, format_report, run_benchmark
+from ..config import atomic_write_text, find_config, load_config
+from ..export.onnx import INPUT_MULTIPLE, export_onnx, trace_side
+from ..export.quantize import CALIBRATION_IMAGES, calibration_batches, quantize_int8
+from ..export.runtime import DECISION_TOLERANCE, EXPORT_TOLERANCE, verify_export
+from ..mcn.config import MCNConfig
+from ..mcn.weights import load_model
+
 EXPORT_BATCH_CHECK = 2  # images per verification run of an export
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from ..mcn.inference import load_model
-    from .onnx import INPUT_MULTIPLE, export_onnx, trace_side
-    from .quantize import calibration_batches, quantize_int8
-    from .runtime import DECISION_TOLERANCE, EXPORT_TOLERANCE, verify_export
-
     if args.out.suffix.lower() != ".onnx":
         raise ValueError(f"{args.out}: the output file must end in .onnx")
     if args.int8 != (args.calib is not None):
@@ -47,10 +50,6 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    from ..config import atomic_write_text, find_config, load_config
-    from ..mcn.bench import BenchSettings, format_report, run_benchmark
-    from ..mcn.config import MCNConfig
-
     if args.size % 32 or args.size < 64:
         raise ValueError(f"--size {args.size}: must be a multiple of 32, at least 64")
     config = load_config(MCNConfig, find_config(args.config, "mcn"), args.overrides)
@@ -66,8 +65,6 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
 
 def _paths(text: str) -> tuple[str, ...]:
-    from ..mcn.bench import PATHS
-
     paths = tuple(p.strip() for p in text.split(",") if p.strip())
     unknown = [p for p in paths if p not in PATHS]
     if unknown or not paths:
@@ -77,9 +74,6 @@ def _paths(text: str) -> tuple[str, ...]:
 
 def register(commands: argparse._SubParsersAction) -> None:
     """Add ``export`` and ``bench`` to the subcommands of ``deltalearn mcn``."""
-    from ..mcn.bench import PATHS
-    from .quantize import CALIBRATION_IMAGES
-
     export = commands.add_parser("export", help="export trained weights to ONNX (optionally INT8, with decoding)")
     export.add_argument("--weights", type=Path, required=True,
                         help="run folder (best, else last weights) or .safetensors")

@@ -10,12 +10,13 @@ from __future__ import annotations
 import multiprocessing
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from .inference import ModelInfo
+import torch
 
-if TYPE_CHECKING:
-    from .bench import BenchSettings
+from ..export.onnx import INPUT_NAME
+from ..export.runtime import open_session
+from ..mcn.weights import ModelInfo
+from .workload import BenchSettings, bench_images, open_predictors
 
 
 def peak_memory_mb(path: str, infos: Sequence[ModelInfo], files: Sequence[Path] | None,
@@ -45,12 +46,6 @@ def _reset_peak() -> None:
 
 def _measure(path: str, metadata: list[dict[str, str]], files: list[str], size: int, batch: int,
              threads: int) -> float:
-    import torch
-
-    from ..export.onnx import INPUT_NAME
-    from ..export.runtime import open_session
-    from .bench import bench_images, open_predictors
-
     torch.set_num_threads(threads)
     images = bench_images(batch, size)
     _reset_peak()

@@ -1,30 +1,23 @@
-"""The ``deltalearn`` command line (see README for every command)."""
+"""The ``deltalearn`` command line (see README for every command).
+
+One module per command group registers its subcommands; the library never imports this package."""
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import os
 import sys
 import warnings
-from pathlib import Path
 from typing import Callable, Sequence
 
-from . import __version__
-from .config import ConfigError
-from .data.errors import DataError
+from .. import __version__
+from ..config import ConfigError
+from ..data.errors import DataError
+from . import demo, mae, mcn
+from .common import EXIT_BAD_INPUT
 
-EXIT_BAD_INPUT = 2
-COMMAND_MODULES = ("mcn.commands", "mae.commands", "demo")  # each has register(subparsers)
-
-
-def add_synth_args(parser: argparse.ArgumentParser, outputs: str, images: int, size: int) -> None:
-    """The arguments of every ``synth`` command (generated datasets)."""
-    parser.add_argument("--out", type=Path, required=True, help=f"output folder ({outputs})")
-    parser.add_argument("--images", type=int, default=images, help=f"number of images (default {images})")
-    parser.add_argument("--size", type=int, default=size, help=f"image side in pixels (default {size})")
-    parser.add_argument("--seed", type=int, default=0, help="random seed; same seed, same bytes (default 0)")
-    parser.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
+COMMAND_GROUPS = (mcn, mae, demo)  # each has register(subparsers)
+__all__ = ["EXIT_BAD_INPUT", "build_parser", "main"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,8 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"deltalearn {__version__}")
     systems = parser.add_subparsers(dest="system", required=True)
-    for module in COMMAND_MODULES:
-        importlib.import_module(f"deltalearn.{module}").register(systems)
+    for group in COMMAND_GROUPS:
+        group.register(systems)
     return parser
 
 
@@ -59,6 +52,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("interrupted", file=sys.stderr)
         return 130
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -3,10 +3,25 @@
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
+from torch.utils.data import DataLoader
 
-def _add_data_args(parser: argparse.ArgumentParser, categories: bool = True) -> None:
+from ..config import atomic_write_text, find_config, load_config
+from ..data.inspect import show_dataset
+from ..data.synthetic import SCENES, generate_people
+from ..mcn.config import MCNConfig
+from ..mcn.data import EvalDataset, collate_eval, open_coco
+from ..mcn.evaluate import METRIC_KEYS, evaluate, format_metrics
+from ..mcn.predict import predict_images
+from ..mcn.train import train
+from ..export.runtime import load_predictor
+from . import export
+from .common import add_synth_args
+
+
+def add_data_args(parser: argparse.ArgumentParser, categories: bool = True) -> None:
     group = parser.add_argument_group("data (either --data, or --ann with --images)")
     group.add_argument("--data", type=Path, help="folder with annotations.json and images/")
     group.add_argument("--ann", type=Path, help="COCO annotation file, e.g. instances_val2017.json")
@@ -16,8 +31,6 @@ def _add_data_args(parser: argparse.ArgumentParser, categories: bool = True) -> 
 
 
 def _cmd_synth(args: argparse.Namespace) -> int:
-    from ..data.synthetic import generate_people
-
     stats = generate_people(args.out, num_images=args.images, size=args.size, seed=args.seed, workers=args.workers,
                             keypoint_min_area=args.keypoint_min_area, scene=args.scene)
     per_category = ", ".join(f"{name} {count}" for name, count in stats["annotations"].items())
@@ -30,20 +43,12 @@ def _cmd_synth(args: argparse.Namespace) -> int:
 
 
 def _cmd_show(args: argparse.Namespace) -> int:
-    from ..data.inspect import show_dataset
-    from .data import open_coco
-
     dataset = open_coco(args.data, args.ann, args.images, args.categories)
     show_dataset(dataset, out_dir=args.out, limit=args.limit)
     return 0
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from ..config import find_config, load_config
-    from .config import MCNConfig
-    from .data import open_coco
-    from .train import train
-
     saved = args.out / "config.yaml"
     config_path = find_config(args.config, "mcn")
     if config_path is None and args.resume and saved.is_file():
@@ -59,14 +64,6 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    import json
-
-    from torch.utils.data import DataLoader
-
-    from ..config import atomic_write_text
-    from .data import EvalDataset, collate_eval, open_coco
-    from .inference import evaluate, load_predictor
-
     predictor = load_predictor(args.weights, args.precision)  # PyTorch weights or an exported .onnx
     info = predictor.info
     categories = [name for name in info.category_names]
@@ -87,24 +84,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    from .inference import load_predictor
-    from .predict import predict_images
-
     predict_images(load_predictor(args.weights, args.precision), args.source, args.out, score_threshold=args.score)
     return 0
-
-
-METRIC_KEYS = ("det_ap", "det_ap50", "pose_ap", "pose_ap50", "seg_iou", "seg_miou")
-
-
-def format_metrics(metrics: dict[str, float], title: str = "") -> str:
-    """The metrics as a table in the layout of the paper's Table 1 (percent)."""
-    columns = [("seg IoU", "seg_iou"), ("seg mIoU", "seg_miou"), ("det AP", "det_ap"), ("det AP50", "det_ap50"),
-               ("pose AP", "pose_ap"), ("pose AP50", "pose_ap50")]
-    header = " | ".join(f"{name:>9}" for name, _ in columns)
-    row = " | ".join(f"{100 * metrics[key]:9.1f}" if key in metrics else f"{'-':>9}" for _, key in columns)
-    lines = [title] if title else []
-    return "\n".join(lines + [header, row])
 
 
 def _add_weights_args(parser: argparse.ArgumentParser) -> None:
@@ -116,9 +97,6 @@ def _add_weights_args(parser: argparse.ArgumentParser) -> None:
 
 def register(systems: argparse._SubParsersAction) -> None:
     """Add ``mcn`` and its commands to the top-level parser."""
-    from ..cli import add_synth_args
-    from ..data.synthetic import SCENES
-
     mcn = systems.add_parser("mcn", help="Multitask CenterNet: data, training, evaluation, inference")
     commands = mcn.add_subparsers(dest="command", required=True)
 
@@ -133,14 +111,14 @@ def register(systems: argparse._SubParsersAction) -> None:
     synth.set_defaults(func=_cmd_synth)
 
     show = commands.add_parser("show", help="summarise a COCO dataset and draw its ground truth")
-    _add_data_args(show)
+    add_data_args(show)
     show.add_argument("--out", type=Path, default=Path("show"), help="folder for drawings (default ./show)")
     show.add_argument("--limit", type=int, default=16, help="images to draw (default 16)")
     show.set_defaults(func=_cmd_show)
 
     train = commands.add_parser("train", help="train a Multitask CenterNet")
     train.add_argument("--config", type=Path, help="YAML file, or the name of a shipped config, e.g. synth_seg_det_pose")
-    _add_data_args(train)
+    add_data_args(train)
     train.add_argument("--val-data", type=Path, help="validation folder with annotations.json and images/")
     train.add_argument("--out", type=Path, default=Path("runs/mcn"), help="run folder (default runs/mcn)")
     train.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
@@ -149,7 +127,7 @@ def register(systems: argparse._SubParsersAction) -> None:
 
     evaluate = commands.add_parser("eval", help="COCO box/keypoint AP and segmentation IoU of trained weights")
     _add_weights_args(evaluate)
-    _add_data_args(evaluate, categories=False)
+    add_data_args(evaluate, categories=False)
     evaluate.add_argument("--json", type=Path, help="also write the metrics to this JSON file")
     evaluate.add_argument("--batch-size", type=int, default=8)
     evaluate.add_argument("--workers", type=int, default=1)
@@ -162,6 +140,4 @@ def register(systems: argparse._SubParsersAction) -> None:
     predict.add_argument("--score", type=float, default=0.3, help="score threshold (default 0.3)")
     predict.set_defaults(func=_cmd_predict)
 
-    from ..export.commands import register as register_export
-
-    register_export(commands)  # export, bench
+    export.register(commands)  # export, bench
