@@ -131,9 +131,8 @@ def find_peaks(heat: torch.Tensor, kernel: int = PEAK_KERNEL, fill: float = 0.0)
 
     Written as ``heat + not_peak * (fill - heat)``, which gives exactly ``heat`` at peaks and
     exactly ``fill`` elsewhere (for 0, and for :data:`NOT_A_PEAK` with |heat| < 1e31, whose
-    sum rounds back to it): the same values as ``torch.where``, whose onnxruntime kernel
-    took 1.3 ms against 0.6 ms for 17 maps of 128 x 128 with their max-pool (2 threads).
-    Computed in float32, whatever ``heat`` is: :data:`NOT_A_PEAK` overflows bfloat16 and
+    sum rounds back to it): the same values as ``torch.where``, whose onnxruntime kernel is
+    slower (docs/decoding.md). Computed in float32, whatever ``heat`` is: :data:`NOT_A_PEAK` overflows bfloat16 and
     float16 to -inf, and 0 * -inf would make the peaks NaN."""
     heat = heat.float()
     not_peak = (heat < neighbourhood_max(heat, kernel)).to(heat.dtype)
@@ -143,9 +142,8 @@ def find_peaks(heat: torch.Tensor, kernel: int = PEAK_KERNEL, fill: float = 0.0)
 def neighbourhood_max(heat: torch.Tensor, kernel: int = PEAK_KERNEL) -> torch.Tensor:
     """The maximum of each ``kernel`` x ``kernel`` neighbourhood of ``heat`` [B, C, h, w]:
     ``max_pool2d(heat, kernel, stride=1, padding=kernel // 2)``, computed as a maximum over
-    shifted rows, then over shifted columns. Same values; on CPU 28x faster than PyTorch's
-    NCHW max-pool for 17 keypoint heatmaps of 128 x 128 (0.13 ms against 3.6 ms, torch 2.14).
-    An exported graph gets a MaxPool node: onnxruntime's is faster than the shifted maxima."""
+    shifted rows, then over shifted columns: the same values, faster on CPU than PyTorch's NCHW
+    max-pool (docs/decoding.md). An exported graph gets a MaxPool node, onnxruntime's fast kernel."""
     reach = kernel // 2
     if torch.onnx.is_in_onnx_export():
         return F.max_pool2d(heat, kernel_size=kernel, stride=1, padding=reach)

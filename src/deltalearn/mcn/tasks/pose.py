@@ -82,8 +82,8 @@ def snap_to_peaks(regressed: torch.Tensor, boxes: torch.Tensor, heatmap: torch.T
     cells = torch.stack([index - row * w, row], dim=-1).to(regressed.dtype)  # [B, J, Kc, 2]
     sub_cell = gather_keypoint_offsets(offset, index.permute(0, 2, 1)).permute(0, 2, 1, 3)  # [B, J, Kc, 2]
     candidates = cells + sub_cell
-    # x and y apart: one broadcast of [B, K, J, 1] against [B, 1, J, Kc] each is 3x faster on
-    # CPU (eager and onnxruntime) than a norm over a trailing axis of 2
+    # x and y apart: one broadcast of [B, K, J, 1] against [B, 1, J, Kc] each, not a norm over
+    # a trailing axis of 2 (slower in eager and onnxruntime, docs/decoding.md)
     dx = regressed[:, :, :, None, 0] - candidates[:, None, :, :, 0]
     dy = regressed[:, :, :, None, 1] - candidates[:, None, :, :, 1]
     distance = torch.sqrt(dx * dx + dy * dy)  # [B, K, J, Kc]
