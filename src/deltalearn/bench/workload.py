@@ -16,6 +16,7 @@ from ..export.quantize import quantize_int8
 from ..export.runtime import OnnxPredictor
 from ..mcn.config import MCNConfig
 from ..mcn.predictor import Predictor, TorchPredictor
+from ..mcn.tasks import TASK_TYPES
 from ..mcn.weights import ModelInfo, build_model, person_label_of
 
 PATHS = ("eager_fp32", "eager_bf16", "onnxruntime_fp32", "onnxruntime_int8")
@@ -34,8 +35,9 @@ class BenchSettings:
 
 
 def single_task_sets(tasks: Sequence[str]) -> list[list[str]]:
-    """The task lists of the single-task networks that do what a network with ``tasks`` does."""
-    return [["det", "pose"] if task == "pose" else [task] for task in tasks]
+    """The task lists of the single-task networks that do what a network with ``tasks`` does: each
+    task with the tasks it reads from (pose brings its own person detection)."""
+    return [[*TASK_TYPES[task].requires, task] for task in tasks]
 
 
 def network_infos(config: MCNConfig, size: int) -> tuple[ModelInfo, list[ModelInfo]]:
