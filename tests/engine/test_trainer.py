@@ -1,8 +1,7 @@
-"""The training engine on CPU: learning, schedules, decay groups, logs, checkpoints, resume, precision."""
+"""The training loop on CPU: learning, schedules, decay groups, resume, best weights, precision, time budgets, errors."""
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections import namedtuple
@@ -16,10 +15,9 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from deltalearn.engine import checkpoint as ckpt
-from deltalearn.engine.config import TrainConfig
-from deltalearn.engine.distributed import EpochSampler, dist_info, make_loader, wrap_model
+from deltalearn.engine.distributed import make_loader
 from deltalearn.engine.metrics_log import read_metrics
-from deltalearn.engine.precision import cpu_supports_bf16, resolve_precision
+from deltalearn.engine.precision import cpu_supports_bf16
 from deltalearn.engine.trainer import (
     Trainer,
     build_scheduler,
@@ -28,58 +26,23 @@ from deltalearn.engine.trainer import (
     to_device,
 )
 
-CPU = torch.device("cpu")
+from .toy import CPU, assert_same, config, mse_loss, state_of, tiny_model, toy_data, train
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread (two threads on a busy 2-core machine spin and wait)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def _killing_loss(kill_at_step: int):
+    """A loss (with numpy and python randomness) that raises at the given call, like a killed run."""
+    calls = {"n": 0}
 
+    def loss_fn(model: nn.Module, batch: list[torch.Tensor]) -> dict[str, torch.Tensor]:
+        calls["n"] += 1
+        if calls["n"] == kill_at_step:
+            raise KeyboardInterrupt
+        x, y = batch
+        x = x + torch.from_numpy(np.random.normal(0, 0.01, size=tuple(x.shape))).float()
+        return mse_loss(model, [x, y])
 
-def toy_data(n: int = 64, seed: int = 0) -> TensorDataset:
-    """y = x . w + 0.5 with a fixed w: a regression a tiny MLP learns in a few epochs."""
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randn(n, 4, generator=g)
-    y = x @ torch.tensor([[1.0], [-2.0], [0.5], [3.0]]) + 0.5
-    return TensorDataset(x, y)
+    return loss_fn
 
-
-def tiny_model(seed: int = 0, dropout: float = 0.0) -> nn.Module:
-    torch.manual_seed(seed)
-    return nn.Sequential(nn.Linear(4, 32), nn.LayerNorm(32), nn.ReLU(), nn.Dropout(dropout), nn.Linear(32, 1))
-
-
-def mse_loss(model: nn.Module, batch: list[torch.Tensor]) -> dict[str, torch.Tensor]:
-    x, y = batch
-    error = model(x) - y
-    return {"loss": (error**2).mean(), "abs_error": error.abs().mean()}
-
-
-def config(**changes) -> TrainConfig:
-    base = TrainConfig(epochs=2, batch_size=8, lr=1e-2, warmup_epochs=0.5, precision="fp32", log_every=2,
-                       grad_clip=1.0, seed=3)
-    return replace(base, **changes)
-
-
-def train(run_dir: Path, cfg: TrainConfig, model: nn.Module | None = None, **kwargs) -> tuple[Trainer, dict]:
-    model = model if model is not None else tiny_model()
-    loader = kwargs.pop("loader", None) or make_loader(toy_data(), cfg.batch_size, seed=cfg.seed)
-    trainer = Trainer(model, kwargs.pop("loss_fn", mse_loss), loader, cfg, run_dir, device=CPU, **kwargs)
-    return trainer, trainer.fit()
-
-
-def state_of(model: nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().clone() for k, v in model.state_dict().items()}
-
-
-def assert_same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
-    assert a.keys() == b.keys()
-    for key in a:
-        assert torch.equal(a[key], b[key]), key
 
 
 def test_tiny_model_learns_a_regression(tmp_path: Path) -> None:
@@ -89,6 +52,7 @@ def test_tiny_model_learns_a_regression(tmp_path: Path) -> None:
     assert epoch_losses[-1] < 0.1 * epoch_losses[0]
     assert result["epoch"] == 15 and result["step"] == 15 * 8
     assert result["train_loss"] == pytest.approx(epoch_losses[-1])
+
 
 
 def test_lr_factor_at_known_iterations() -> None:
@@ -107,6 +71,7 @@ def test_lr_factor_at_known_iterations() -> None:
         lr_factor(50, total, warmup, "linear")
 
 
+
 def test_scheduler_sets_the_optimizer_lr_per_iteration() -> None:
     param = nn.Parameter(torch.zeros(2))
     optimizer = torch.optim.AdamW([param], lr=0.2)
@@ -120,6 +85,7 @@ def test_scheduler_sets_the_optimizer_lr_per_iteration() -> None:
     assert seen[9] == pytest.approx(0.2)
     assert seen[20] == pytest.approx(0.2 * 0.5 * (1 + math.cos(math.pi * 0.5)))  # middle of the cosine
     assert all(a >= b for a, b in zip(seen[10:], seen[11:]))
+
 
 
 def test_no_weight_decay_on_biases_and_norms(tmp_path: Path) -> None:
@@ -149,84 +115,6 @@ def test_no_weight_decay_on_biases_and_norms(tmp_path: Path) -> None:
     assert by_id[id(model[0].weight)] == 0.1
 
 
-def test_metrics_jsonl_holds_train_and_val_lines(tmp_path: Path) -> None:
-    evaluate = lambda model: {"score": 1.0 - float(model[-1].weight.abs().mean())}  # noqa: E731
-    train(tmp_path, config(epochs=2, log_every=3, val_every=1), evaluate=evaluate)
-    lines = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
-    train_lines = [r for r in lines if r["split"] == "train"]
-    val_lines = [r for r in lines if r["split"] == "val"]
-    for record in train_lines:
-        assert {"epoch", "step", "lr", "loss", "abs_error"} <= record.keys()
-    # 8 steps per epoch, a line every 3 steps and one closing each epoch
-    assert [r["step"] for r in train_lines] == [3, 6, 8, 9, 12, 15, 16]
-    assert [(r["epoch"], r["step"]) for r in val_lines] == [(1, 8), (2, 16)]
-    assert all("score" in r for r in val_lines)
-    assert lines[-1]["split"] == "val"
-    pytest.importorskip("tensorboard")
-    assert any((tmp_path / "tb").iterdir())
-
-
-def test_checkpoint_files_reload_exactly_and_leave_no_temp_files(tmp_path: Path) -> None:
-    trainer, _ = train(tmp_path, config(epochs=1))
-    assert (tmp_path / "last.safetensors").is_file() and (tmp_path / "last_state.pt").is_file()
-    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
-    fresh = tiny_model(seed=99)
-    assert not ckpt.load_weights(fresh, tmp_path / "last.safetensors")
-    assert_same(state_of(fresh), state_of(trainer.model))
-    state = torch.load(tmp_path / "last_state.pt", weights_only=True)
-    assert state["epoch"] == 1 and state["global_step"] == 8
-    assert {"optimizer", "scheduler", "scaler", "rng", "best"} <= state.keys()
-
-
-def test_save_weights_is_atomic_when_writing_fails(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    path = tmp_path / "w.safetensors"
-    ckpt.save_weights(tiny_model(), path)
-    before = path.read_bytes()
-
-    def broken_save(tensors, filename, metadata=None):
-        Path(filename).write_bytes(b"half a file")
-        raise OSError("disk full")
-
-    monkeypatch.setattr(ckpt, "save_file", broken_save)
-    with pytest.raises(OSError, match="disk full"):
-        ckpt.save_weights(tiny_model(seed=1), path)
-    assert path.read_bytes() == before
-    assert [p.name for p in tmp_path.iterdir()] == ["w.safetensors"]
-
-
-def test_tied_weights_and_wrapper_prefixes(tmp_path: Path) -> None:
-    class Tied(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.embed = nn.Embedding(5, 3)
-            self.out = nn.Linear(3, 5, bias=False)
-            self.out.weight = self.embed.weight
-
-    model = Tied()
-    ckpt.save_weights(model, tmp_path / "tied.safetensors")
-    fresh = Tied()
-    ckpt.load_weights(fresh, tmp_path / "tied.safetensors")
-    assert torch.equal(fresh.out.weight, model.embed.weight)
-    assert fresh.out.weight is fresh.embed.weight
-
-    ckpt.save_weights({"module.layer.weight": torch.ones(2, 2)}, tmp_path / "ddp.safetensors")
-    assert list(ckpt.read_weights(tmp_path / "ddp.safetensors")) == ["layer.weight"]
-
-
-def _killing_loss(kill_at_step: int):
-    """A loss (with numpy and python randomness) that raises at the given call, like a killed run."""
-    calls = {"n": 0}
-
-    def loss_fn(model: nn.Module, batch: list[torch.Tensor]) -> dict[str, torch.Tensor]:
-        calls["n"] += 1
-        if calls["n"] == kill_at_step:
-            raise KeyboardInterrupt
-        x, y = batch
-        x = x + torch.from_numpy(np.random.normal(0, 0.01, size=tuple(x.shape))).float()
-        return mse_loss(model, [x, y])
-
-    return loss_fn
-
 
 @pytest.mark.parametrize("loader_kind", ["epoch_sampler", "plain_shuffle"])
 def test_resume_equals_an_uninterrupted_run_bit_for_bit(tmp_path: Path, loader_kind: str) -> None:
@@ -255,9 +143,11 @@ def test_resume_equals_an_uninterrupted_run_bit_for_bit(tmp_path: Path, loader_k
     assert read_metrics(tmp_path / "killed") == read_metrics(tmp_path / "straight")
 
 
+
 def test_resume_without_checkpoint_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ckpt.CheckpointError, match="holds no checkpoint"):
         Trainer(tiny_model(), mse_loss, make_loader(toy_data(), 8), config(), tmp_path, device=CPU, resume=True)
+
 
 
 @pytest.mark.parametrize(("best_metric", "best_epoch"), [("score", 2), ("-score", 1)])
@@ -276,27 +166,6 @@ def test_best_checkpoint_follows_the_metric(tmp_path: Path, best_metric: str, be
     assert trainer.best == {"score": 0.9, "-score": 0.5}[best_metric]
     assert ckpt.find_weights(tmp_path) == tmp_path / "best.safetensors"
 
-
-def test_load_weights_names_missing_unexpected_and_mismatched_keys(tmp_path: Path) -> None:
-    path = tmp_path / "three_classes.safetensors"
-    ckpt.save_weights(nn.ModuleDict({"backbone": nn.Linear(4, 8), "det": nn.Linear(8, 3)}), path)
-    other = nn.ModuleDict({"backbone": nn.Linear(4, 8), "det": nn.Linear(8, 5), "pose": nn.Linear(8, 2)})
-    with pytest.raises(ckpt.CheckpointError) as error:
-        ckpt.load_weights(other, path)
-    message = str(error.value)
-    assert str(path) in message
-    assert "missing keys (2): pose.weight, pose.bias" in message
-    assert "det.weight: checkpoint [3, 8] vs model [5, 8]" in message
-    unexpected = nn.ModuleDict({"backbone": nn.Linear(4, 8)})
-    with pytest.raises(ckpt.CheckpointError, match=r"unexpected keys \(2\): det.bias, det.weight"):
-        ckpt.load_weights(unexpected, path)
-
-    mismatch = ckpt.load_weights(other, path, strict=False)  # loads what fits, reports the rest
-    assert [k for k, _, _ in mismatch.shapes] == ["det.weight", "det.bias"]
-    assert torch.equal(other["backbone"].weight, ckpt.read_weights(path)["backbone.weight"])
-    with pytest.raises(ckpt.CheckpointError, match="not a readable safetensors"):
-        (tmp_path / "bad.safetensors").write_bytes(b"\x00" * 20)
-        ckpt.load_weights(other, tmp_path / "bad.safetensors")
 
 
 @pytest.mark.skipif(not cpu_supports_bf16(), reason="this CPU has no native bf16 (AVX-512 BF16 / AMX)")
@@ -322,18 +191,6 @@ def test_bf16_autocast_with_channels_last_trains_on_cpu(tmp_path: Path) -> None:
     assert model[0].weight.dtype == torch.float32  # master weights stay fp32
 
 
-def test_precision_choices() -> None:
-    assert resolve_precision("fp32", "cpu").autocast_enabled is False
-    fp16 = resolve_precision("fp16", "cpu", nn.Conv2d(1, 1, 1))
-    assert fp16.use_scaler and fp16.channels_last
-    assert not resolve_precision("bf16", "cpu", nn.Linear(1, 1)).channels_last  # no conv: no layout change
-    if cpu_supports_bf16():
-        assert resolve_precision("auto", "cpu").dtype == torch.bfloat16
-    else:
-        assert resolve_precision("auto", "cpu").dtype == torch.float32
-    with pytest.raises(ValueError, match="precision 'fp8'"):
-        resolve_precision("fp8", "cpu")
-
 
 def test_max_minutes_stops_after_the_step_saves_and_evaluates(tmp_path: Path) -> None:
     evaluations = []
@@ -346,6 +203,7 @@ def test_max_minutes_stops_after_the_step_saves_and_evaluates(tmp_path: Path) ->
     assert (state["epoch"], state["epoch_step"], state["global_step"]) == (0, 1, 1)
     resumed, result = train(tmp_path, replace(cfg, max_minutes=0.0), resume=True, evaluate=evaluate)
     assert result["step"] == 24 and result["epoch"] == 3 and not result["stopped_early"]
+
 
 
 @pytest.mark.parametrize("by_clock", [True, False])
@@ -381,9 +239,11 @@ def test_schedule_follows_the_clock_to_the_deadline(tmp_path: Path, monkeypatch:
     assert resumed.optimizer.param_groups[0]["lr"] == 0.0
 
 
+
 def test_loss_fn_without_total_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(KeyError, match="'loss'"):
         train(tmp_path, config(epochs=1), loss_fn=lambda model, batch: {"mse": model(batch[0]).mean()})
+
 
 
 def test_to_device_walks_containers_and_dataclasses() -> None:
@@ -402,23 +262,6 @@ def test_to_device_walks_containers_and_dataclasses() -> None:
     assert not batch["sample"].image.is_meta  # the input is not changed
 
 
-def test_epoch_sampler_order_depends_on_seed_and_epoch_only() -> None:
-    sampler = EpochSampler(range(20), seed=5)
-    sampler.set_epoch(0)
-    first = list(sampler)
-    sampler.set_epoch(1)
-    second = list(sampler)
-    again = EpochSampler(range(20), seed=5)
-    again.set_epoch(1)
-    assert sorted(first) == list(range(20)) and first != second and list(again) == second
-
-
-def test_single_process_distributed_helpers_are_no_ops() -> None:
-    info = dist_info()
-    assert (info.rank, info.world_size, info.is_main, info.enabled) == (0, 1, True, False)
-    model = tiny_model()
-    assert wrap_model(model, CPU) is model
-
 
 def test_fp16_trains_with_a_grad_scaler_and_saves_its_state(tmp_path: Path) -> None:
     model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 1, 1))
@@ -434,7 +277,9 @@ def test_fp16_trains_with_a_grad_scaler_and_saves_its_state(tmp_path: Path) -> N
     assert ckpt.load_state(tmp_path / "last_state.pt")["scaler"]["scale"] > 0
 
 
+
 def test_non_finite_loss_stops_with_a_clear_error(tmp_path: Path) -> None:
     nan_loss = lambda model, batch: {"loss": model(batch[0]).mean() * float("nan")}  # noqa: E731
     with pytest.raises(FloatingPointError, match="non-finite loss at epoch 1, step 2"):
         train(tmp_path, config(epochs=1), loss_fn=nan_loss)
+

@@ -1,4 +1,5 @@
-"""Two CPU processes under torchrun (gloo): DDP keeps the ranks' weights identical."""
+"""Distributed training helpers: the epoch sampler, their single-process no-ops, and two CPU
+processes under torchrun (gloo) whose DDP keeps the ranks' weights identical."""
 
 from __future__ import annotations
 
@@ -11,10 +12,33 @@ import pytest
 import torch
 
 from deltalearn.engine.checkpoint import read_weights
+from deltalearn.engine.distributed import EpochSampler, dist_info, wrap_model
 from deltalearn.engine.metrics_log import read_metrics
 
+from .toy import CPU, tiny_model
+
 WORKER = Path(__file__).with_name("ddp_worker.py")
-SRC = Path(__file__).resolve().parents[1] / "src"
+SRC = Path(__file__).resolve().parents[2] / "src"
+
+
+def test_epoch_sampler_order_depends_on_seed_and_epoch_only() -> None:
+    sampler = EpochSampler(range(20), seed=5)
+    sampler.set_epoch(0)
+    first = list(sampler)
+    sampler.set_epoch(1)
+    second = list(sampler)
+    again = EpochSampler(range(20), seed=5)
+    again.set_epoch(1)
+    assert sorted(first) == list(range(20)) and first != second and list(again) == second
+
+
+
+def test_single_process_distributed_helpers_are_no_ops() -> None:
+    info = dist_info()
+    assert (info.rank, info.world_size, info.is_main, info.enabled) == (0, 1, True, False)
+    model = tiny_model()
+    assert wrap_model(model, CPU) is model
+
 
 
 @pytest.mark.skipif(not torch.distributed.is_available(), reason="this torch build has no torch.distributed")

@@ -1,6 +1,6 @@
 """Run by test_distributed.py under torchrun: a few DDP steps of a tiny model on CPU (gloo).
 
-Usage: python -m torch.distributed.run --standalone --nproc_per_node 2 tests/ddp_worker.py OUT
+Usage: python -m torch.distributed.run --standalone --nproc_per_node 2 tests/engine/ddp_worker.py OUT
 Each rank writes OUT/rank{R}.pt with its initial and final weights and the sample indices it saw.
 """
 
