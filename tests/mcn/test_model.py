@@ -1,49 +1,18 @@
-"""The Multitask CenterNet model: backbones, neck, output names and shapes, task checks."""
+"""The Multitask CenterNet model: output names and shapes, task checks, head trunks, priors, encode-loss-decode."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
+from deltalearn.config import load_config
 from deltalearn.data.keypoints import NUM_KEYPOINTS
 from deltalearn.data.sample import Sample
-from deltalearn.config import load_config
-from deltalearn.mcn import BACKBONES, MultitaskCenterNet, TimmBackbone, UpsampleNeck, build_mcn, normalize_images
-from deltalearn.mcn.config import LossConfig, MCNConfig, ModelConfig
+from deltalearn.mcn import MultitaskCenterNet, TimmBackbone, UpsampleNeck, normalize_images
+from deltalearn.mcn.config import MCNConfig
 from deltalearn.mcn.tasks import DetectionTask, PoseTask
 
-NUM_CLASSES = 2
-SMALL = {"neck_channels": 16, "head_channels": 8}  # tiny heads: fast on CPU
-INPUT_SIZES = [(128, 128), (96, 160)]  # multiples of 32, one not square
-
-
-def mcn(backbone: str = "resnet18", tasks: tuple[str, ...] = ("det", "seg", "pose"), num_classes: int = 1,
-        person_label: int = 0, loss: LossConfig | None = None, **model: object) -> MultitaskCenterNet:
-    """build_mcn of a ModelConfig with these settings."""
-    return build_mcn(ModelConfig(backbone=backbone, tasks=list(tasks), **model), num_classes=num_classes,
-                     person_label=person_label, loss=loss)
-
-
-def expected_shapes(height: int, width: int, batch: int = 2) -> dict[str, tuple[int, ...]]:
-    h, w = height // 4, width // 4
-    return {
-        "det.heatmap": (batch, NUM_CLASSES, h, w), "det.size": (batch, 2, h, w), "det.offset": (batch, 2, h, w),
-        "seg.logits": (batch, NUM_CLASSES + 1, h, w),
-        "pose.heatmap": (batch, NUM_KEYPOINTS, h, w), "pose.displacement": (batch, 2 * NUM_KEYPOINTS, h, w),
-        "pose.offset": (batch, 2 * NUM_KEYPOINTS, h, w),
-    }
-
-
-@pytest.mark.parametrize("backbone", BACKBONES)
-def test_every_backbone_gives_stride_4_outputs(backbone: str) -> None:
-    model = mcn(backbone, num_classes=NUM_CLASSES, **SMALL).eval()
-    assert model.output_stride == 4
-    channels = model.backbone.channels
-    assert len(channels) == 4 and model.backbone.reductions == [4, 8, 16, 32]
-    with torch.no_grad():
-        for height, width in INPUT_SIZES:
-            outputs = model(torch.randn(2, 3, height, width))
-            assert {k: tuple(v.shape) for k, v in outputs.items()} == expected_shapes(height, width)
+from .sizes import NUM_CLASSES, SMALL, expected_shapes, mcn
 
 
 @pytest.mark.parametrize("tasks", [("det",), ("seg",), ("det", "seg"), ("det", "pose"), ("seg", "pose", "det")])
@@ -53,6 +22,7 @@ def test_forward_returns_exactly_the_enabled_tasks(tasks: tuple[str, ...]) -> No
         outputs = model(torch.randn(1, 3, 64, 64))
     assert {key.split(".")[0] for key in outputs} == set(tasks)
     assert set(outputs) == {k for k in expected_shapes(64, 64) if k.split(".")[0] in tasks}
+
 
 
 def test_pose_without_detection_is_refused() -> None:
@@ -66,6 +36,7 @@ def test_pose_without_detection_is_refused() -> None:
         MultitaskCenterNet(backbone, neck, {"detection": DetectionTask(1, in_channels=16)})
 
 
+
 def test_bad_names_are_refused_clearly() -> None:
     with pytest.raises(ValueError, match="did you mean \\['seg'\\]"):
         mcn("resnet18", tasks=("det", "segm"))
@@ -75,12 +46,14 @@ def test_bad_names_are_refused_clearly() -> None:
         load_config(MCNConfig, None, ["loss.size=0.1"])
 
 
+
 def test_shared_keypoint_offset_and_loss_weights() -> None:
     loss = load_config(MCNConfig, None, ["loss.det.size=0.5", "loss.pose.offset=2.0"]).loss
     model = mcn("resnet18", tasks=("det", "pose"), pose_offsets="shared", loss=loss, **SMALL)
     assert model.tasks["pose"].head_specs["offset"].channels == 2
     assert model.tasks["det"].term_weights["size"] == 0.5
     assert model.tasks["pose"].term_weights == {"heatmap": 1.0, "displacement": 1.0, "offset": 2.0}
+
 
 
 def test_per_task_trunks_share_one_hidden_conv_per_task() -> None:
@@ -101,12 +74,14 @@ def test_per_task_trunks_share_one_hidden_conv_per_task() -> None:
         mcn("resnet18", head_trunk="per_head", **SMALL)
 
 
+
 def test_heatmap_heads_start_at_the_prior() -> None:
     model = mcn("resnet18", num_classes=NUM_CLASSES, **SMALL).eval()
     with torch.no_grad():
         outputs = model(torch.zeros(1, 3, 64, 64))
     for key in ("det.heatmap", "pose.heatmap"):
         assert torch.sigmoid(outputs[key]).mean().item() == pytest.approx(0.1, abs=0.05)
+
 
 
 def test_encode_loss_backward_and_decode() -> None:
@@ -134,9 +109,3 @@ def test_encode_loss_backward_and_decode() -> None:
     assert decoded["pose"][1].keypoints.shape == (5, NUM_KEYPOINTS, 2)
     assert decoded["seg"][0].labels.shape == (size, size)
 
-
-def test_normalize_images() -> None:
-    images = torch.full((1, 3, 2, 2), 255, dtype=torch.uint8)
-    normalized = normalize_images(images)
-    assert normalized[0, :, 0, 0].tolist() == pytest.approx([(1 - 0.485) / 0.229, (1 - 0.456) / 0.224,
-                                                             (1 - 0.406) / 0.225])
