@@ -37,7 +37,9 @@ from timm.data.constants import IMAGENET_DEFAULT_STD
 from deltalearn.config import load_config
 from deltalearn.engine.precision import Precision, autocast, resolve_precision
 from deltalearn.mae.config import MAEPretrainConfig
-from deltalearn.mae.data import ImageFolder, eval_transform, find_images, generate_composites
+from deltalearn.data.io import find_images
+from deltalearn.data.synth import generate_composites
+from deltalearn.mae.data import ImageFolder, eval_transform
 from deltalearn.mae.model import MaskedAutoencoder, masked_mean
 from deltalearn.mae.pretrain import (
     build_model,

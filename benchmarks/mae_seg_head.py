@@ -30,19 +30,16 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from deltalearn.config import atomic_write_text, load_config, to_dict  # noqa: E402
-from deltalearn.data.images import load_rgb  # noqa: E402
+from deltalearn.config import load_config, to_dict  # noqa: E402
+from deltalearn.data.io import atomic_write_text, find_images, image_root, load_rgb, mask_root, read_mask  # noqa: E402
 from deltalearn.engine.precision import autocast, resolve_precision  # noqa: E402
 from deltalearn.engine.trainer import build_optimizer  # noqa: E402
-from deltalearn.mae.data import find_images, image_root  # noqa: E402
 from deltalearn.mae.model import MaskedAutoencoder  # noqa: E402
 from deltalearn.mae.pretrain import load_trained_mae  # noqa: E402
 from deltalearn.mae.seg_head import (  # noqa: E402
     SegHeadConfig,
     load_seg_head,
-    mask_root,
     predict_foreground,
-    read_mask,
     seg_param_groups,
     segmentation_loss,
     train_seg_head,

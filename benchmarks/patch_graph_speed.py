@@ -46,11 +46,12 @@ import networkx as nx  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from deltalearn.config import atomic_write_text, to_dict  # noqa: E402
+from deltalearn.config import to_dict  # noqa: E402
+from deltalearn.data.io import atomic_write_text  # noqa: E402
+from deltalearn.data.synth import make_composite  # noqa: E402
 from deltalearn.engine.precision import resolve_precision  # noqa: E402
 from deltalearn.mae import patch_graph  # noqa: E402
 from deltalearn.mae.communities import community_levels, modularity  # noqa: E402
-from deltalearn.mae.data import make_composite  # noqa: E402
 from deltalearn.mae.model import MaskedAutoencoder, create_mae  # noqa: E402
 from deltalearn.mae.pretrain import load_trained_mae  # noqa: E402
 from deltalearn.mae.segment import BATCH, PatchGraphConfig, PatchGraphSegmenter  # noqa: E402

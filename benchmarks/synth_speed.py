@@ -11,7 +11,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from deltalearn.data.synthetic import generate_people
+from deltalearn.data.synth import generate_people
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -12,8 +12,9 @@ import json
 import time
 from pathlib import Path
 
-from deltalearn.config import PACKAGED_CONFIGS, atomic_write_text, load_config
-from deltalearn.data.synthetic import SCENES, generate_people
+from deltalearn.config import PACKAGED_CONFIGS, load_config
+from deltalearn.data.io import atomic_write_text
+from deltalearn.data.synth import SCENES, generate_people
 from deltalearn.mcn.evaluate import format_metrics
 from deltalearn.mcn.config import MCNConfig
 from deltalearn.mcn.data import open_coco

@@ -104,8 +104,7 @@ def test_atomic_writes_get_the_mode_of_a_normal_new_file(tmp_path):
     """mkstemp creates 0600 files; results and checkpoints must be readable like any new file."""
     import os
 
-    from deltalearn.config import atomic_write_text, new_file_mode
-    from deltalearn.engine.checkpoint import atomic_path
+    from deltalearn.data.io import atomic_path, atomic_write_text, new_file_mode
 
     old = os.umask(0o022)
     try:

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from deltalearn.data.errors import DataError, ImageDecodeError
-from deltalearn.data.images import BACKGROUND, load_rgb, read_image_size
+from deltalearn.data.io import BACKGROUND, load_rgb, read_image_size
 
 
 def _save(image: Image.Image, path: Path, **kwargs) -> Path:

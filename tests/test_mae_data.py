@@ -13,18 +13,10 @@ import torch
 from PIL import Image
 
 from deltalearn.data.errors import DataError, DataWarning
+from deltalearn.data.io import find_images, image_root
+from deltalearn.data.synth import compose_scene, generate_composites, make_composite
 from deltalearn.mae.config import MAEDataConfig
-from deltalearn.mae.data import (
-    ImageFolder,
-    compose_scene,
-    denormalize,
-    eval_transform,
-    find_images,
-    generate_composites,
-    image_root,
-    make_composite,
-    train_transform,
-)
+from deltalearn.mae.data import ImageFolder, denormalize, eval_transform, train_transform
 
 SIZE = 48
 

@@ -20,10 +20,10 @@ from PIL import Image
 
 from deltalearn.cli import EXIT_BAD_INPUT, main
 from deltalearn.data.errors import DataError, DataWarning
+from deltalearn.data.synth import generate_composites
 from deltalearn.mae import create_mae, save_mae
 from deltalearn.mae.baselines import center_prior, grabcut_mask, ncut_split, patch_ceiling
 from deltalearn.mae.communities import community_levels, modularity
-from deltalearn.mae.data import generate_composites
 from deltalearn.mae.evaluate import THRESHOLDS, FBetaCurve, iou_at_half
 from deltalearn.mae.foreground import foreground_score
 from deltalearn.mae.patch_graph import (

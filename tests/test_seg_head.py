@@ -14,10 +14,10 @@ from PIL import Image
 
 from deltalearn.config import ConfigError
 from deltalearn.data.errors import DataError, DataWarning
-from deltalearn.data.images import load_rgb
+from deltalearn.data.io import load_rgb, read_mask
+from deltalearn.data.synth import generate_composites
 from deltalearn.engine.checkpoint import CheckpointError, read_weights, weights_metadata
 from deltalearn.mae import create_mae
-from deltalearn.mae.data import generate_composites
 from deltalearn.mae.evaluate import evaluate_folder
 from deltalearn.mae.model import unpatchify
 from deltalearn.mae.seg_head import (
@@ -29,7 +29,6 @@ from deltalearn.mae.seg_head import (
     encoder_state,
     load_seg_head,
     predict_foreground,
-    read_mask,
     soft_dice_loss,
     train_seg_head,
 )

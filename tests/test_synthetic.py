@@ -12,7 +12,7 @@ from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 
 from deltalearn.data.keypoints import KEYPOINT_NAMES, NUM_KEYPOINTS
-from deltalearn.data.synthetic import COCO_KEYPOINT_MIN_AREA, SCENES, coco_keypoint_min_area, generate_people
+from deltalearn.data.synth import COCO_KEYPOINT_MIN_AREA, SCENES, coco_keypoint_min_area, generate_people
 
 SIZE = 128
 

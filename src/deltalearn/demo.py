@@ -16,11 +16,11 @@ import math
 import time
 from pathlib import Path
 
-from .config import PACKAGED_CONFIGS, atomic_write_text, load_config
-from .data.synthetic import generate_people
+from .config import PACKAGED_CONFIGS, load_config
+from .data.io import atomic_write_text
+from .data.synth import generate_composites, generate_people
 from .export.runtime import load_predictor
 from .mae.config import MAEPretrainConfig
-from .mae.data import generate_composites
 from .mae.evaluate import evaluate_folder, format_eval
 from .mae.pretrain import load_trained_mae, pretrain
 from .mae.segment import PatchGraphSegmenter, segment_files

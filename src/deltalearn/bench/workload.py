@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..data.synthetic import make_image
+from ..data.synth import make_image
 from ..export.onnx import export_onnx
 from ..export.quantize import quantize_int8
 from ..export.runtime import OnnxPredictor

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..data.synthetic import SCENES
+from ..data.synth import SCENES
 from ..demo import DEFAULT_MINUTES, run_mae_demo, run_mcn_demo
 
 

@@ -9,7 +9,8 @@ import tempfile
 from pathlib import Path
 
 from ..bench import PATHS, BenchSettings, format_report, run_benchmark
-from ..config import atomic_write_text, find_config, load_config
+from ..config import find_config, load_config
+from ..data.io import atomic_write_text
 from ..export.onnx import INPUT_MULTIPLE, export_onnx, trace_side
 from ..export.quantize import CALIBRATION_IMAGES, calibration_batches, quantize_int8
 from ..export.runtime import DECISION_TOLERANCE, EXPORT_TOLERANCE, verify_export

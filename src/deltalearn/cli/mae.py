@@ -6,10 +6,11 @@ import argparse
 import json
 from pathlib import Path
 
-from ..config import atomic_write_text, find_config, load_config, to_dict
+from ..config import find_config, load_config, to_dict
 from ..data.errors import DataError
+from ..data.io import atomic_write_text
+from ..data.synth import generate_composites
 from ..mae.config import MAEPretrainConfig
-from ..mae.data import generate_composites
 from ..mae.evaluate import evaluate_folder, format_eval
 from ..mae.pretrain import CONFIG_FILE, load_trained_mae, pretrain
 from ..mae.reconstruct import reconstruct_files

@@ -8,9 +8,10 @@ from pathlib import Path
 
 from torch.utils.data import DataLoader
 
-from ..config import atomic_write_text, find_config, load_config
+from ..config import find_config, load_config
 from ..data.inspect import show_dataset
-from ..data.synthetic import SCENES, generate_people
+from ..data.io import atomic_write_text
+from ..data.synth import SCENES, generate_people
 from ..mcn.config import MCNConfig
 from ..mcn.data import EvalDataset, collate_eval, open_coco
 from ..mcn.evaluate import METRIC_KEYS, evaluate, format_metrics

@@ -42,7 +42,7 @@ from .coco_format import (
     skeleton_of,
 )
 from .errors import AnnotationError, AnnotationFileError, DataError, DataWarning
-from .images import load_rgb
+from .io import load_rgb
 from .keypoints import KEYPOINT_NAMES, NUM_KEYPOINTS
 from .sample import Sample, empty_targets
 

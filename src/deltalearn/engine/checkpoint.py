@@ -10,11 +10,7 @@ so it holds nothing but tensors, numbers, strings, lists and dicts.
 from __future__ import annotations
 
 import json
-import os
 import random
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,7 +21,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from ..config import new_file_mode
+from ..data.io import atomic_path
 from .distributed import unwrap_model
 
 LAST_WEIGHTS = "last.safetensors"
@@ -37,25 +33,6 @@ _PREFIXES = ("module.", "_orig_mod.")  # DistributedDataParallel and torch.compi
 
 class CheckpointError(ValueError):
     """A checkpoint that is missing, unreadable or does not fit the model."""
-
-
-@contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
-    """A temporary path beside ``path`` to write to; on success it is synced to disk and
-    renamed to ``path``, on failure removed, so ``path`` is always whole or untouched."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.fchmod(fd, new_file_mode())
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        with open(tmp, "rb+") as written:
-            os.fsync(written.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _strip_prefixes(name: str) -> str:

@@ -25,7 +25,7 @@ import onnx
 import torch
 from torch import nn
 
-from ..engine.checkpoint import atomic_path
+from ..data.io import atomic_path
 from ..mcn.backbones import normalize_images
 from ..mcn.model import MultitaskCenterNet
 from ..mcn.tasks import TASK_TYPES, Results, Task

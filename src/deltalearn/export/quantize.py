@@ -25,11 +25,9 @@ from onnxruntime.quantization import (
 )
 
 from ..data.errors import DataError, DataWarning
-from ..data.images import load_rgb
+from ..data.io import IMAGE_SUFFIXES, atomic_path, list_images, load_rgb
 from ..data.sample import Sample, empty_targets
 from ..data.transforms import Letterbox
-from ..engine.checkpoint import atomic_path
-from ..mcn.predict import IMAGE_EXTENSIONS, list_images
 from .onnx import INPUT_NAME, ExportInfo, read_metadata, set_metadata
 
 CALIBRATION_IMAGES = 64  # default number of calibration images (the first, in sorted order)
@@ -54,7 +52,7 @@ def calibration_batches(folder: str | Path, size: int, limit: int = CALIBRATION_
         boxed = letterbox(Sample(image=pixels, **empty_targets(*pixels.shape[-2:])))
         batches.append(boxed.image[None].numpy())
     if not batches:
-        raise DataError(folder, f"no readable images ({', '.join(IMAGE_EXTENSIONS)}) to calibrate INT8 on")
+        raise DataError(folder, f"no readable images ({', '.join(IMAGE_SUFFIXES)}) to calibrate INT8 on")
     return batches
 
 

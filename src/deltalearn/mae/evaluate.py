@@ -26,8 +26,9 @@ import numpy as np
 from tqdm import tqdm
 
 from ..data.errors import DataError
+from ..data.io import image_root
 from .baselines import center_prior, grabcut_mask, patch_ceiling
-from .data import ImageFolder, image_root
+from .data import ImageFolder
 from .foreground import refine_with_grabcut
 from .seg_head import MAESegmenter, predict_foreground
 from .segment import PatchGraphSegmenter, ncut_score

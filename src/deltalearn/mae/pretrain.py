@@ -23,12 +23,13 @@ import torch
 from torch import Tensor
 
 from ..config import ConfigError, load_config, save_config
+from ..data.io import image_root
 from ..engine.checkpoint import LAST_STATE, CheckpointError, find_weights, load_weights, weights_metadata
 from ..engine.distributed import dist_info, make_loader, print0, unwrap_model
 from ..engine.precision import Precision, autocast, resolve_precision
 from ..engine.trainer import Trainer, default_param_groups
 from .config import MAEPretrainConfig
-from .data import ImageFolder, eval_transform, image_root, train_transform
+from .data import ImageFolder, eval_transform, train_transform
 from .model import MaskedAutoencoder, create_mae, masked_mean, patchify
 from .weights import FILE_FORMAT, load_mae, load_pretrained, save_mae
 

@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 from ..data.errors import DataError
-from ..data.images import load_rgb
+from ..data.io import load_rgb
 from ..engine.precision import autocast, resolve_precision
 from ..viz.draw import save_png
 from .data import ImageFolder, denormalize, eval_transform

@@ -20,11 +20,11 @@ import torch
 from tqdm import tqdm
 
 from ..data.errors import DataError, DataWarning
-from ..data.images import load_rgb
+from ..data.io import IMAGE_SUFFIXES, load_rgb, write_mask
 from ..viz.draw import palette, save_png
 from .baselines import ncut_split
 from .communities import ALGORITHMS, community_levels
-from .data import IMAGE_SUFFIXES, ImageFolder, eval_transform
+from .data import ImageFolder, eval_transform
 from .foreground import LEVEL_CHOICES, foreground_score, refine_with_grabcut
 from .model import MaskedAutoencoder
 from .patch_graph import AFFINITIES, PatchGraph, border_patches, build_graphs, to_pixels
@@ -181,17 +181,6 @@ def output_stem(path: Path, root: Path | None) -> str:
     """``a/b/c.jpg`` below ``root`` -> ``a__b__c`` (unique across subfolders)."""
     relative = path.relative_to(root) if root is not None else Path(path.name)
     return "__".join(relative.with_suffix("").parts)
-
-
-def write_mask(mask: np.ndarray, path: Path) -> None:
-    """0/255 PNG, written to a temporary name and renamed."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    ok, png = cv2.imencode(".png", mask.astype(np.uint8) * 255)
-    if not ok:
-        raise RuntimeError(f"{path}: could not encode the mask")
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(png.tobytes())
-    os.replace(tmp, path)
 
 
 def segment_files(segmenter: PatchGraphSegmenter, source: str | os.PathLike, out_dir: str | os.PathLike,

@@ -10,9 +10,8 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from ..config import atomic_write_text
 from ..data.errors import DataError, DataWarning
-from ..data.images import load_rgb
+from ..data.io import IMAGE_SUFFIXES, atomic_write_text, list_images, load_rgb
 from ..data.sample import Sample, empty_targets
 from ..data.transforms import Letterbox
 from ..viz.draw import draw_instances, palette, save_png
@@ -21,17 +20,7 @@ from .weights import ModelInfo
 from .tasks.base import boxes_to_original
 from .tasks.segmentation import labels_to_original
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 BATCH = 8  # images per forward pass
-
-
-def list_images(source: Path) -> list[Path]:
-    """``source`` itself, or the images under the folder ``source`` (recursive, sorted)."""
-    if source.is_file():
-        return [source]
-    if not source.is_dir():
-        raise DataError(source, "no such image or folder")
-    return sorted(p for p in source.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
 
 
 def predict_images(predictor: Predictor, source: str | Path, out_dir: str | Path, score_threshold: float = 0.3) -> dict:
@@ -42,7 +31,7 @@ def predict_images(predictor: Predictor, source: str | Path, out_dir: str | Path
     source, out_dir = Path(source), Path(out_dir)
     paths = list_images(source)
     if not paths:
-        raise DataError(source, f"no images ({', '.join(IMAGE_EXTENSIONS)}) in this folder")
+        raise DataError(source, f"no images ({', '.join(IMAGE_SUFFIXES)}) in this folder")
     letterbox = Letterbox(predictor.info.config.data.image_size)
     entries: list[dict] = []
     skipped: list[str] = []

@@ -1,11 +1,4 @@
-"""Articulated people for the synthetic data set: posed 3D skeleton, projection, body-part painting.
-
-Geometry is in continuous image coordinates: pixel (row i, column j) covers
-[j, j + 1) x [i, i + 1), so a point (x, y) lies in pixel (floor(y), floor(x)).
-Objects are painted as *part labels* (small integers) into a window of the image;
-textures turn labels into colours, and the window's non-zero labels are the
-object's pixels, so the ground-truth mask is exactly what was painted.
-"""
+"""Articulated people: posed 3D skeleton, projection, body-part painting ops (``Figure``, a Painter)."""
 
 from __future__ import annotations
 
@@ -14,11 +7,10 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from .keypoints import KEYPOINT_NAMES, NUM_KEYPOINTS
+from ..keypoints import KEYPOINT_NAMES, NUM_KEYPOINTS
+from .painter import PartCanvas, ops_bounds, random_color, run_ops
 
 KP = {name: i for i, name in enumerate(KEYPOINT_NAMES)}
-_SHIFT = 4  # cv2 fixed-point bits: drawing runs at 1/16 pixel precision
-_ONE = 1 << _SHIFT
 
 # Body proportions in units of standing height (soles to top of head); x to the figure's
 # left, y down, z forward (towards the camera when the figure faces it).
@@ -54,82 +46,6 @@ SHIRT, TROUSERS, SKIN, HAIR, SHOES, EYES = 1, 2, 3, 4, 5, 6
 
 POSE_KINDS = ("standing", "walking", "arms_raised", "sitting", "lying")
 _POSE_WEIGHTS = (0.25, 0.25, 0.15, 0.15, 0.2)
-
-
-class PartCanvas:
-    """Part labels of one object in the window [x0, x0 + w) x [y0, y0 + h) of an image."""
-
-    def __init__(self, x0: int, y0: int, w: int, h: int) -> None:
-        self.x0, self.y0 = x0, y0
-        self.labels = np.zeros((h, w), np.uint8)  # [h, w], 0 = not this object
-
-    def _fixed(self, points) -> np.ndarray:
-        """Continuous image coordinates [..., 2] -> cv2 fixed point in the window (pixel centres)."""
-        p = (np.asarray(points, np.float64) - (self.x0 + 0.5, self.y0 + 0.5)) * _ONE
-        return np.round(p).astype(np.int32)
-
-    def polygon(self, points, label: int) -> None:
-        cv2.fillPoly(self.labels, [self._fixed(points).reshape(-1, 2)], int(label), cv2.LINE_8, _SHIFT)
-
-    def disc(self, center, radius: float, label: int) -> None:
-        c = self._fixed(center)
-        cv2.circle(self.labels, (int(c[0]), int(c[1])), int(round(radius * _ONE)), int(label), -1, cv2.LINE_8, _SHIFT)
-
-    def ellipse(self, center, half_axes, angle_deg: float, label: int) -> None:
-        c = self._fixed(center)
-        axes = (int(round(half_axes[0] * _ONE)), int(round(half_axes[1] * _ONE)))
-        cv2.ellipse(self.labels, (int(c[0]), int(c[1])), axes, float(angle_deg), 0, 360, int(label), -1, cv2.LINE_8, _SHIFT)
-
-    def capsule(self, p, q, r1: float, r2: float, label: int) -> None:
-        """A tapered limb: discs of radius r1 at p and r2 at q joined by their tangent quad."""
-        p, q = np.asarray(p, np.float64), np.asarray(q, np.float64)
-        d = q - p
-        length = float(np.hypot(*d))
-        if length > 1e-6:
-            n = np.array([-d[1], d[0]]) / length
-            self.polygon([p + n * r1, q + n * r2, q - n * r2, p - n * r1], label)
-        self.disc(p, r1, label)
-        self.disc(q, r2, label)
-
-    def set_pixel(self, point, label: int) -> None:
-        """Paint the pixel that holds ``point`` if it is still empty and inside the window."""
-        j, i = int(np.floor(point[0])) - self.x0, int(np.floor(point[1])) - self.y0
-        if 0 <= i < self.labels.shape[0] and 0 <= j < self.labels.shape[1] and self.labels[i, j] == 0:
-            self.labels[i, j] = label
-
-
-def random_color(rng: np.random.Generator, saturation=(0.2, 1.0), value=(0.15, 1.0)) -> np.ndarray:
-    """An RGB colour [3] float from random hue, saturation and value."""
-    hsv = np.array([[[rng.uniform(0, 180), rng.uniform(*saturation) * 255, rng.uniform(*value) * 255]]], np.float32)
-    return cv2.cvtColor(hsv.astype(np.uint8), cv2.COLOR_HSV2RGB)[0, 0].astype(np.float32)
-
-
-def texture(rng: np.random.Generator, h: int, w: int, color, kinds=("plain", "stripes", "checker", "noise", "dots"),
-            grain: float | None = None) -> np.ndarray:
-    """A [h, w, 3] uint8 RGB texture around ``color``: plain, stripes, checker, blotchy noise or dots."""
-    out = np.empty((h, w, 3), np.float32)
-    out[:] = color
-    kind = kinds[rng.integers(len(kinds))]
-    if kind != "plain":
-        other = random_color(rng) if rng.random() < 0.6 else np.clip(np.asarray(color) * rng.uniform(0.4, 0.8), 0, 255)
-        period = rng.uniform(2.5, 14.0)
-        yy, xx = np.ogrid[0:h, 0:w]
-        if kind == "stripes":
-            a = rng.uniform(0, np.pi)
-            t = (xx * np.cos(a) + yy * np.sin(a)) / period
-            m = (np.floor(t) % 2 == 1) if rng.random() < 0.7 else (np.floor(t) % 4 == 1)
-        elif kind == "checker":
-            m = ((xx // period).astype(int) + (yy // period).astype(int)) % 2 == 1
-        elif kind == "dots":
-            m = ((xx % period) - period / 2) ** 2 + ((yy % period) - period / 2) ** 2 < (period * rng.uniform(0.15, 0.35)) ** 2
-        else:
-            cells = max(2, int(period))
-            small = rng.random((h // cells + 2, w // cells + 2)).astype(np.float32)
-            m = cv2.resize(small, (w + 2 * cells, h + 2 * cells), interpolation=cv2.INTER_CUBIC)[cells:cells + h, cells:cells + w] > 0.5
-        out[np.broadcast_to(m, (h, w))] = other
-    sigma = rng.uniform(1.0, 9.0) if grain is None else grain
-    out += rng.standard_normal((h, w, 1), dtype=np.float32) * sigma
-    return np.clip(out, 0, 255).astype(np.uint8)
 
 
 def _direction(side: float, abduction: float, flexion: float) -> np.ndarray:
@@ -263,31 +179,6 @@ class Figure:
             SHOES: (("plain",), random_color(rng, value=(0.05, 0.5)), None),
             EYES: (("plain",), (25, 20, 20), 2.0),
         }
-
-
-def ops_bounds(ops: list, extra: np.ndarray | None = None) -> tuple[float, float, float, float]:
-    """(x0, y0, x1, y1) enclosing the pixels that ``ops`` (and the points ``extra`` [N, 2]) may touch."""
-    lo, hi = np.full(2, np.inf), np.full(2, -np.inf)
-    if extra is not None and len(extra):
-        lo, hi = extra.min(0), extra.max(0)
-    for op in ops:
-        kind = op[0]
-        if kind == "polygon":
-            pts, r = np.asarray(op[1]), 0.0
-        elif kind == "capsule":
-            pts, r = np.stack([op[1], op[2]]), max(op[3], op[4])
-        elif kind == "disc":
-            pts, r = np.asarray(op[1])[None], op[2]
-        else:  # ellipse
-            pts, r = np.asarray(op[1])[None], max(op[2])
-        lo, hi = np.minimum(lo, pts.min(0) - r), np.maximum(hi, pts.max(0) + r)
-    return float(lo[0]), float(lo[1]), float(hi[0]) + 1.0, float(hi[1]) + 1.0
-
-
-def run_ops(canvas: PartCanvas, ops: list) -> None:
-    """Paint ("polygon", pts, label) / ("capsule", p, q, r1, r2, label) / ("disc", c, r, label) / ("ellipse", c, axes, angle, label)."""
-    for op in ops:
-        getattr(canvas, op[0])(*op[1:])
 
 
 def sample_figure(rng: np.random.Generator, image_size: int, min_height: float = 20.0) -> Figure:
