@@ -9,15 +9,15 @@ from pathlib import Path
 from torch.utils.data import DataLoader
 
 from ..config import find_config, load_config
-from ..data.inspect import show_dataset
 from ..data.io import atomic_write_text
 from ..data.synth import SCENES, generate_people
+from ..export.runtime import load_predictor
 from ..mcn.config import MCNConfig
 from ..mcn.data import EvalDataset, collate_eval, open_coco
 from ..mcn.evaluate import METRIC_KEYS, evaluate, format_metrics
 from ..mcn.predict import predict_images
 from ..mcn.train import train
-from ..export.runtime import load_predictor
+from ..viz.dataset import show_dataset
 from . import export
 from .common import add_synth_args
 

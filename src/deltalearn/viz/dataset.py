@@ -1,4 +1,4 @@
-"""``deltalearn mcn show``: the summary of a dataset and drawings of its ground truth."""
+"""A dataset at a glance (``deltalearn mcn show``): its summary and drawings of its ground truth."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 from torchvision.utils import make_grid
 
-from ..viz.draw import draw_instances, save_png
+from .draw import draw_instances, save_png
 
 THUMBNAIL_SIDE = 256  # px of each tile in overview.png
 
