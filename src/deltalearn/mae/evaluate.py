@@ -21,12 +21,11 @@ import os
 import time
 from pathlib import Path
 
-import cv2
 import numpy as np
 from tqdm import tqdm
 
 from ..data.errors import DataError
-from ..data.io import image_root
+from ..data.io import image_root, match_masks, read_mask
 from .baselines import center_prior, grabcut_mask, patch_ceiling
 from .data import ImageFolder
 from .foreground import refine_with_grabcut
@@ -87,26 +86,14 @@ class Scores:
                 "max_fbeta": round(self.curve.max_fbeta(), 4)}
 
 
-def read_mask(path: Path, shape: tuple[int, int]) -> np.ndarray:
-    """[H, W] bool ground truth (> 127) of an image of ``shape``; DataError when unreadable or misfit."""
-    if not path.is_file():
-        raise DataError(path, "ground-truth mask not found")
-    mask = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+def read_truth(image: Path, mask: Path | None, shape: tuple[int, int]) -> np.ndarray:
+    """[H, W] bool ground truth (``data.io.read_mask``) of ``image`` of ``shape``; DataError when missing, unreadable or misfit."""
     if mask is None:
-        raise DataError(path, "unreadable ground-truth mask")
-    if mask.shape != shape:
-        raise DataError(path, f"mask is {mask.shape[1]}x{mask.shape[0]} px but its image is {shape[1]}x{shape[0]} px")
-    return mask > 127
-
-
-def find_mask(masks_dir: Path, image: Path, root: Path) -> Path:
-    """The mask of ``image``: same relative path and stem below ``masks_dir``, any image suffix (.png first)."""
-    relative = image.relative_to(root).with_suffix("")
-    for suffix in (".png", image.suffix):
-        candidate = masks_dir / relative.with_suffix(suffix)
-        if candidate.is_file():
-            return candidate
-    return masks_dir / relative.with_suffix(".png")
+        raise DataError(image, "no ground-truth mask (masks pair with images by file name)")
+    truth = read_mask(mask)
+    if truth.shape != shape:
+        raise DataError(mask, f"mask is {truth.shape[1]}x{truth.shape[0]} px but its image is {shape[1]}x{shape[0]} px")
+    return truth
 
 
 def evaluate_folder(segmenter: PatchGraphSegmenter, data_dir: str | os.PathLike, limit: int = 0,
@@ -122,7 +109,8 @@ def evaluate_folder(segmenter: PatchGraphSegmenter, data_dir: str | os.PathLike,
     if not masks_dir.is_dir():
         raise DataError(masks_dir, "masks folder not found (mae data folders hold images/ and masks/)")
     folder = ImageFolder(root)
-    paths = folder.paths[:limit] if limit > 0 else folder.paths
+    masks = match_masks(folder.paths[:limit] if limit > 0 else folder.paths, root, masks_dir)
+    paths = list(masks)
     names = ["graph", "graph+grabcut", "head", "head+grabcut", "center_prior", "grabcut", "ncut", "ncut+grabcut",
              "patch_ceiling"]
     seed = segmenter.config.seed
@@ -139,7 +127,7 @@ def evaluate_folder(segmenter: PatchGraphSegmenter, data_dir: str | os.PathLike,
                     skipped[str(path)] = folder.skipped.get(str(path), "unreadable image")
                     continue
                 try:
-                    truth = read_mask(find_mask(masks_dir, path, root), pixels.shape[:2])
+                    truth = read_truth(path, masks[path], pixels.shape[:2])
                     segmenter.check_size(pixels, str(path))
                 except DataError as error:
                     skipped[str(path)] = str(error)
