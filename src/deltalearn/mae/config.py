@@ -53,7 +53,7 @@ class MAETrainConfig(TrainConfig):
     weight_decay: float = 0.05  # on weight matrices only: not on norms, biases, cls/mask tokens, pos embeds
     grad_clip: float = 0.0  # the paper does not clip gradients
     warmup_epochs: float = 0.25  # linear warm-up (paper: 40 of 800 epochs)
-    epochs: int = 5  # passes over the training set (20,000 images: about 10 minutes on 2 cores)
+    epochs: int = 5  # passes over the training set
     batch_size: int = 32  # images per step and process
 
 

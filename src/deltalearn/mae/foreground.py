@@ -13,10 +13,6 @@ The rule (``contrast``), per level of the Louvain hierarchy:
    (``levels: vote``; ``first`` or ``last`` use one level). Scores are resized to pixels
    bilinearly and thresholded at 0.5.
 
-Measured on 200 tuning composites (seed 101, see the README): the contrast rule beat a pure
-border rule (communities holding much of the border are background) by 0.10 IoU; voting over
-levels was on par with the best single level.
-
 Refinement (``refine: grabcut``): the mask seeds OpenCV's GrabCut, probable foreground where
 the score is at least 0.5, probable background elsewhere; GrabCut's colour models and its
 contrast-sensitive smoothness term then move the boundary onto the image's edges, which the

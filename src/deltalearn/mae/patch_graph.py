@@ -104,8 +104,7 @@ def masked_errors(model: MaskedAutoencoder, images: Tensor, num_masks: int = 64,
     """Reconstruction errors of normalised ``images`` [N, 3, H, W] under ``num_masks`` masks each.
 
     The masks are drawn from ``seed`` and shared by all images (each image gets the same set),
-    so in fp32 results do not depend on batching (in bf16 they do, by rounding: oneDNN's AMX
-    kernels block differently for other batch sizes). Forward passes take ``batch_size``
+    so in fp32 results do not depend on batching (in bf16 they may, by rounding). Forward passes take ``batch_size``
     image copies; ``precision`` as in ``resolve_precision`` (auto: bf16 where native).
     """
     generator = torch.Generator().manual_seed(seed)

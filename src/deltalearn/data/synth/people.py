@@ -58,7 +58,7 @@ class Scene:
     persons from 20 px tall, 3-15 unannotated distractors, some shaped like limbs.
     ``simple`` keeps the same renderer, textures, backgrounds and camera finish, with fewer
     objects (up to 4), persons at least 30 % of the image side tall and 0-3 distractors: a
-    set that a network from random weights learns within minutes on a CPU (the demo's).
+    set small enough for a network from random weights to learn on a CPU (the demo's).
     """
 
     max_objects: int = 8  # objects sampled per image: 0 .. max_objects
