@@ -27,7 +27,6 @@ from .tiny import tiny_config
 TINY = ["model.backbone=resnet18", "model.neck_channels=16", "model.head_channels=16"]
 
 
-
 def test_counts_parameters_and_flops_exactly():
     conv = nn.Conv2d(3, 8, kernel_size=3, padding=1)
     assert count_params([conv, conv]) == 2 * (8 * 3 * 9 + 8)
@@ -41,7 +40,6 @@ def test_counts_parameters_and_flops_exactly():
     assert count_params([build_model(multitask)]) < 0.55 * count_params(models)  # one backbone instead of two
 
 
-
 def test_interleaving_alternates_the_order_and_skips_warmup():
     calls = []
     first, second = (lambda: calls.append("a")), (lambda: calls.append("b"))
@@ -52,7 +50,6 @@ def test_interleaving_alternates_the_order_and_skips_warmup():
     times = interleaved_times(first, second, runs=2, warmup=1)  # per-round times, for paired differences
     assert calls == ["a", "b", "b", "a", "a", "b"]
     assert [len(t) for t in times] == [2, 2] and all(t >= 0 for side in times for t in side)
-
 
 
 def test_bench_command_writes_the_contract_keys(tmp_path: Path, capsys):

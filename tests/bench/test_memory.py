@@ -2,12 +2,7 @@
 
 from __future__ import annotations
 
-from deltalearn.bench import (
-    BenchSettings,
-    count_params,
-    network_infos,
-    peak_memory_mb,
-)
+from deltalearn.bench import BenchSettings, count_params, network_infos, peak_memory_mb
 from deltalearn.mcn.weights import build_model
 
 from .tiny import tiny_config

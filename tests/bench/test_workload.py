@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-from deltalearn.bench import (
-    network_infos,
-    single_task_sets,
-)
+from deltalearn.bench import network_infos, single_task_sets
 
 from .tiny import tiny_config
 

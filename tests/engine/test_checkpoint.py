@@ -25,7 +25,6 @@ def test_checkpoint_files_reload_exactly_and_leave_no_temp_files(tmp_path: Path)
     assert {"optimizer", "scheduler", "scaler", "rng", "best"} <= state.keys()
 
 
-
 def test_save_weights_is_atomic_when_writing_fails(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "w.safetensors"
     ckpt.save_weights(tiny_model(), path)
@@ -40,7 +39,6 @@ def test_save_weights_is_atomic_when_writing_fails(tmp_path: Path, monkeypatch: 
         ckpt.save_weights(tiny_model(seed=1), path)
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["w.safetensors"]
-
 
 
 def test_tied_weights_and_wrapper_prefixes(tmp_path: Path) -> None:
@@ -60,7 +58,6 @@ def test_tied_weights_and_wrapper_prefixes(tmp_path: Path) -> None:
 
     ckpt.save_weights({"module.layer.weight": torch.ones(2, 2)}, tmp_path / "ddp.safetensors")
     assert list(ckpt.read_weights(tmp_path / "ddp.safetensors")) == ["layer.weight"]
-
 
 
 def test_load_weights_names_missing_unexpected_and_mismatched_keys(tmp_path: Path) -> None:

@@ -32,13 +32,11 @@ def test_epoch_sampler_order_depends_on_seed_and_epoch_only() -> None:
     assert sorted(first) == list(range(20)) and first != second and list(again) == second
 
 
-
 def test_single_process_distributed_helpers_are_no_ops() -> None:
     info = dist_info()
     assert (info.rank, info.world_size, info.is_main, info.enabled) == (0, 1, True, False)
     model = tiny_model()
     assert wrap_model(model, CPU) is model
-
 
 
 @pytest.mark.skipif(not torch.distributed.is_available(), reason="this torch build has no torch.distributed")

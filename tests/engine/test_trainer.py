@@ -18,13 +18,7 @@ from deltalearn.engine import checkpoint as ckpt
 from deltalearn.engine.distributed import make_loader
 from deltalearn.engine.metrics_log import read_metrics
 from deltalearn.engine.precision import cpu_supports_bf16
-from deltalearn.engine.trainer import (
-    Trainer,
-    build_scheduler,
-    default_param_groups,
-    lr_factor,
-    to_device,
-)
+from deltalearn.engine.trainer import Trainer, build_scheduler, default_param_groups, lr_factor, to_device
 
 from .toy import CPU, assert_same, config, mse_loss, state_of, tiny_model, toy_data, train
 
@@ -44,7 +38,6 @@ def _killing_loss(kill_at_step: int):
     return loss_fn
 
 
-
 def test_tiny_model_learns_a_regression(tmp_path: Path) -> None:
     trainer, result = train(tmp_path, config(epochs=15, lr=3e-2, grad_clip=0.0, log_every=8))
     epoch_losses = [r["loss"] for r in read_metrics(tmp_path) if r["split"] == "train"]
@@ -52,7 +45,6 @@ def test_tiny_model_learns_a_regression(tmp_path: Path) -> None:
     assert epoch_losses[-1] < 0.1 * epoch_losses[0]
     assert result["epoch"] == 15 and result["step"] == 15 * 8
     assert result["train_loss"] == pytest.approx(epoch_losses[-1])
-
 
 
 def test_lr_factor_at_known_iterations() -> None:
@@ -71,7 +63,6 @@ def test_lr_factor_at_known_iterations() -> None:
         lr_factor(50, total, warmup, "linear")
 
 
-
 def test_scheduler_sets_the_optimizer_lr_per_iteration() -> None:
     param = nn.Parameter(torch.zeros(2))
     optimizer = torch.optim.AdamW([param], lr=0.2)
@@ -85,7 +76,6 @@ def test_scheduler_sets_the_optimizer_lr_per_iteration() -> None:
     assert seen[9] == pytest.approx(0.2)
     assert seen[20] == pytest.approx(0.2 * 0.5 * (1 + math.cos(math.pi * 0.5)))  # middle of the cosine
     assert all(a >= b for a, b in zip(seen[10:], seen[11:]))
-
 
 
 def test_no_weight_decay_on_biases_and_norms(tmp_path: Path) -> None:
@@ -115,7 +105,6 @@ def test_no_weight_decay_on_biases_and_norms(tmp_path: Path) -> None:
     assert by_id[id(model[0].weight)] == 0.1
 
 
-
 @pytest.mark.parametrize("loader_kind", ["epoch_sampler", "plain_shuffle"])
 def test_resume_equals_an_uninterrupted_run_bit_for_bit(tmp_path: Path, loader_kind: str) -> None:
     cfg = config(epochs=2, log_every=1)
@@ -143,11 +132,9 @@ def test_resume_equals_an_uninterrupted_run_bit_for_bit(tmp_path: Path, loader_k
     assert read_metrics(tmp_path / "killed") == read_metrics(tmp_path / "straight")
 
 
-
 def test_resume_without_checkpoint_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ckpt.CheckpointError, match="holds no checkpoint"):
         Trainer(tiny_model(), mse_loss, make_loader(toy_data(), 8), config(), tmp_path, device=CPU, resume=True)
-
 
 
 @pytest.mark.parametrize(("best_metric", "best_epoch"), [("score", 2), ("-score", 1)])
@@ -165,7 +152,6 @@ def test_best_checkpoint_follows_the_metric(tmp_path: Path, best_metric: str, be
     assert_same(ckpt.read_weights(tmp_path / "last.safetensors"), snapshots[2])
     assert trainer.best == {"score": 0.9, "-score": 0.5}[best_metric]
     assert ckpt.find_weights(tmp_path) == tmp_path / "best.safetensors"
-
 
 
 @pytest.mark.skipif(not cpu_supports_bf16(), reason="this CPU has no native bf16 (AVX-512 BF16 / AMX)")
@@ -191,7 +177,6 @@ def test_bf16_autocast_with_channels_last_trains_on_cpu(tmp_path: Path) -> None:
     assert model[0].weight.dtype == torch.float32  # master weights stay fp32
 
 
-
 def test_max_minutes_stops_after_the_step_saves_and_evaluates(tmp_path: Path) -> None:
     evaluations = []
     evaluate = lambda model: evaluations.append(1) or {"score": 1.0}  # noqa: E731
@@ -203,7 +188,6 @@ def test_max_minutes_stops_after_the_step_saves_and_evaluates(tmp_path: Path) ->
     assert (state["epoch"], state["epoch_step"], state["global_step"]) == (0, 1, 1)
     resumed, result = train(tmp_path, replace(cfg, max_minutes=0.0), resume=True, evaluate=evaluate)
     assert result["step"] == 24 and result["epoch"] == 3 and not result["stopped_early"]
-
 
 
 @pytest.mark.parametrize("by_clock", [True, False])
@@ -239,11 +223,9 @@ def test_schedule_follows_the_clock_to_the_deadline(tmp_path: Path, monkeypatch:
     assert resumed.optimizer.param_groups[0]["lr"] == 0.0
 
 
-
 def test_loss_fn_without_total_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(KeyError, match="'loss'"):
         train(tmp_path, config(epochs=1), loss_fn=lambda model, batch: {"mse": model(batch[0]).mean()})
-
 
 
 def test_to_device_walks_containers_and_dataclasses() -> None:
@@ -262,7 +244,6 @@ def test_to_device_walks_containers_and_dataclasses() -> None:
     assert not batch["sample"].image.is_meta  # the input is not changed
 
 
-
 def test_fp16_trains_with_a_grad_scaler_and_saves_its_state(tmp_path: Path) -> None:
     model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 1, 1))
     images = torch.randn(8, 3, 8, 8)
@@ -275,7 +256,6 @@ def test_fp16_trains_with_a_grad_scaler_and_saves_its_state(tmp_path: Path) -> N
     assert trainer.precision.use_scaler and trainer.scaler.is_enabled()
     assert math.isfinite(result["train_loss"])
     assert ckpt.load_state(tmp_path / "last_state.pt")["scaler"]["scale"] > 0
-
 
 
 def test_non_finite_loss_stops_with_a_clear_error(tmp_path: Path) -> None:

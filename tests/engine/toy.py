@@ -11,12 +11,9 @@ from torch.utils.data import TensorDataset
 
 from deltalearn.engine.config import TrainConfig
 from deltalearn.engine.distributed import make_loader
-from deltalearn.engine.trainer import (
-    Trainer,
-)
+from deltalearn.engine.trainer import Trainer
 
 CPU = torch.device("cpu")
-
 
 
 def toy_data(n: int = 64, seed: int = 0) -> TensorDataset:
@@ -27,11 +24,9 @@ def toy_data(n: int = 64, seed: int = 0) -> TensorDataset:
     return TensorDataset(x, y)
 
 
-
 def tiny_model(seed: int = 0, dropout: float = 0.0) -> nn.Module:
     torch.manual_seed(seed)
     return nn.Sequential(nn.Linear(4, 32), nn.LayerNorm(32), nn.ReLU(), nn.Dropout(dropout), nn.Linear(32, 1))
-
 
 
 def mse_loss(model: nn.Module, batch: list[torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -40,12 +35,10 @@ def mse_loss(model: nn.Module, batch: list[torch.Tensor]) -> dict[str, torch.Ten
     return {"loss": (error**2).mean(), "abs_error": error.abs().mean()}
 
 
-
 def config(**changes) -> TrainConfig:
     base = TrainConfig(epochs=2, batch_size=8, lr=1e-2, warmup_epochs=0.5, precision="fp32", log_every=2,
                        grad_clip=1.0, seed=3)
     return replace(base, **changes)
-
 
 
 def train(run_dir: Path, cfg: TrainConfig, model: nn.Module | None = None, **kwargs) -> tuple[Trainer, dict]:
@@ -55,10 +48,8 @@ def train(run_dir: Path, cfg: TrainConfig, model: nn.Module | None = None, **kwa
     return trainer, trainer.fit()
 
 
-
 def state_of(model: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
-
 
 
 def assert_same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:

@@ -17,14 +17,12 @@ def data(tmp_path_factory) -> Path:
     return root
 
 
-
 @pytest.fixture(scope="package")
 def run(data: Path, tmp_path_factory) -> Path:
     """A briefly trained seg+det+pose model (24 steps): peaks that stand out of the heatmaps."""
     out = tmp_path_factory.mktemp("runs") / "run"
     assert main(["mcn", "train", "--data", str(data), "--out", str(out), *TINY, "train.epochs=24"]) == 0
     return out
-
 
 
 @pytest.fixture(scope="package")

@@ -17,7 +17,6 @@ TINY = ["model.backbone=resnet18", "model.neck_channels=32", "model.head_channel
 SHAPES = [(2, SIZE, SIZE), (1, SIZE + 32, SIZE + 64)]  # (batch, height, width): two input sizes, two batches
 
 
-
 def eager_and_onnx(run: Path, path: Path, shape: tuple[int, int, int]) -> tuple[dict, dict]:
     model, _ = load_model(run)
     images = example_images(*shape, seed=7)

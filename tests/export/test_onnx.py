@@ -39,7 +39,6 @@ def test_raw_graph_is_valid_dynamic_and_self_describing(run: Path, exported: dic
     assert json.loads(metadata[EXPORT_KEY])["decoded"] is False
 
 
-
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
 def test_raw_outputs_match_eager(run: Path, exported: dict[str, Path], shape: tuple[int, int, int]):
     reference, found = eager_and_onnx(run, exported["raw"], shape)
@@ -48,7 +47,6 @@ def test_raw_outputs_match_eager(run: Path, exported: dict[str, Path], shape: tu
         assert found[name].shape == expected.shape, name
         scale = max(1.0, float(expected.abs().max()))
         torch.testing.assert_close(found[name], expected, rtol=0, atol=EXPORT_TOLERANCE * scale, msg=name)
-
 
 
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
@@ -72,7 +70,6 @@ def test_decoded_graph_matches_eager_decoding(run: Path, exported: dict[str, Pat
     assert within_tolerance(output_differences(reference, found, decoded=True), decoded=True)
 
 
-
 def test_decoded_label_maps_match_where_both_labels_occur(run: Path, tmp_path: Path):
     """The trained run's label maps are still all background: an untrained model's are mixed."""
     _, info = load_model(run)
@@ -87,7 +84,6 @@ def test_decoded_label_maps_match_where_both_labels_occur(run: Path, tmp_path: P
         shares = torch.bincount(expected.flatten(), minlength=info.num_classes + 1) / expected.numel()
         assert (shares > 0.01).sum() >= 2, shares  # label boundaries to get right
         assert (predictor.outputs(images)["seg.labels"] != expected).float().mean() <= DECISION_TOLERANCE
-
 
 
 def test_bad_input_is_one_clear_line(run: Path, data: Path, exported: dict[str, Path], tmp_path: Path, capsys):

@@ -8,9 +8,7 @@ import onnx
 import torch
 
 from deltalearn.cli import main
-from deltalearn.export.runtime import (
-    OnnxPredictor,
-)
+from deltalearn.export.runtime import OnnxPredictor
 from deltalearn.mcn.data import EvalDataset, collate_eval, open_coco
 from deltalearn.mcn.evaluate import evaluate
 

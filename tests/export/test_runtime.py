@@ -11,11 +11,7 @@ import torch
 from PIL import Image
 
 from deltalearn.cli import main
-from deltalearn.export.runtime import (
-    OnnxPredictor,
-    output_differences,
-    within_tolerance,
-)
+from deltalearn.export.runtime import OnnxPredictor, output_differences, within_tolerance
 from deltalearn.mcn.data import EvalDataset, open_coco
 from deltalearn.mcn.predictor import TorchPredictor
 from deltalearn.mcn.weights import load_model
@@ -38,7 +34,6 @@ def test_output_differences_catch_a_wrong_output():
     assert output_differences(raw, {"det.heatmap": raw["det.heatmap"] + 0.002}, decoded=False)["det.heatmap"] == \
         pytest.approx(0.0005, rel=1e-3)
     assert not within_tolerance({"det.heatmap": 0.0005}, decoded=False)
-
 
 
 def test_predict_through_onnxruntime_writes_the_same_predictions(run: Path, data: Path, exported: dict[str, Path],
@@ -67,7 +62,6 @@ def test_predict_through_onnxruntime_writes_the_same_predictions(run: Path, data
         for drawing in drawings:
             a, b = (np.asarray(Image.open(folder / drawing), dtype=np.int16) for folder in (outs["torch"], outs[name]))
             assert (a != b).any(axis=-1).mean() < 0.001, (name, drawing)
-
 
 
 def test_onnx_predictor_mirrors_the_pytorch_one(run: Path, data: Path, exported: dict[str, Path]):

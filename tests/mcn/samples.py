@@ -14,7 +14,6 @@ SIZE = 128
 CONFIDENT = 30.0  # a logit that is certain
 
 
-
 def make_sample(boxes: list[list[float]], labels: list[int], crowd_box: tuple[int, int, int, int] | None = None,
                 keypoints: torch.Tensor | None = None) -> Sample:
     """A 128 px sample with rectangle masks; ``keypoints`` [N, 17, 3] or none."""
@@ -31,7 +30,6 @@ def make_sample(boxes: list[list[float]], labels: list[int], crowd_box: tuple[in
                   labels=torch.tensor(labels, dtype=torch.int64), masks=masks,
                   keypoints=keypoints if keypoints is not None else torch.zeros((n, NUM_KEYPOINTS, 3)),
                   crowd=crowd, image_id=7, orig_size=(SIZE, SIZE))
-
 
 
 DET_BOXES = [[10.0, 12.0, 50.0, 40.0], [70.5, 60.2, 90.1, 110.7], [20.0, 80.0, 28.0, 96.0]]

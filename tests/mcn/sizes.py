@@ -11,13 +11,11 @@ NUM_CLASSES = 2
 SMALL = {"neck_channels": 16, "head_channels": 8}  # tiny heads: fast on CPU
 
 
-
 def mcn(backbone: str = "resnet18", tasks: tuple[str, ...] = ("det", "seg", "pose"), num_classes: int = 1,
         person_label: int = 0, loss: LossConfig | None = None, **model: object) -> MultitaskCenterNet:
     """build_mcn of a ModelConfig with these settings."""
     return build_mcn(ModelConfig(backbone=backbone, tasks=list(tasks), **model), num_classes=num_classes,
                      person_label=person_label, loss=loss)
-
 
 
 def expected_shapes(height: int, width: int, batch: int = 2) -> dict[str, tuple[int, ...]]:

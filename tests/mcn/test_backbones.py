@@ -12,7 +12,6 @@ from .sizes import NUM_CLASSES, SMALL, expected_shapes, mcn
 INPUT_SIZES = [(128, 128), (96, 160)]  # multiples of 32, one not square
 
 
-
 @pytest.mark.parametrize("backbone", BACKBONES)
 def test_every_backbone_gives_stride_4_outputs(backbone: str) -> None:
     model = mcn(backbone, num_classes=NUM_CLASSES, **SMALL).eval()
@@ -23,7 +22,6 @@ def test_every_backbone_gives_stride_4_outputs(backbone: str) -> None:
         for height, width in INPUT_SIZES:
             outputs = model(torch.randn(2, 3, height, width))
             assert {k: tuple(v.shape) for k, v in outputs.items()} == expected_shapes(height, width)
-
 
 
 def test_normalize_images() -> None:

@@ -31,7 +31,6 @@ def test_gaussian_radius_known_values() -> None:
     assert gaussian_radius(20, 20, min_overlap=0.9) < gaussian_radius(20, 20)
 
 
-
 def test_draw_gaussian_peak_and_border() -> None:
     heat = torch.zeros(16, 16)
     draw_gaussian(heat, (5, 7), radius=2)
@@ -40,7 +39,6 @@ def test_draw_gaussian_peak_and_border() -> None:
     assert heat[7, 8] == 0.0  # outside the radius
     draw_gaussian(heat, (0, 15), radius=3)  # clipped at the corner
     assert heat[15, 0] == 1.0
-
 
 
 def test_find_peaks_and_topk_recover_planted_peaks() -> None:
@@ -59,7 +57,6 @@ def test_find_peaks_and_topk_recover_planted_peaks() -> None:
     assert gather_cells(heat, found["index"])[1, 0, 0] == pytest.approx(0.7)
 
 
-
 @pytest.mark.parametrize("kernel", [3, 5])
 def test_neighbourhood_max_is_the_padded_max_pool(kernel: int) -> None:
     generator = torch.Generator().manual_seed(kernel)
@@ -67,7 +64,6 @@ def test_neighbourhood_max_is_the_padded_max_pool(kernel: int) -> None:
     heat[0, 0, :, :] = heat[0, 0, :1, :1]  # flat plateau: every cell is its own maximum
     expected = torch.nn.functional.max_pool2d(heat, kernel, stride=1, padding=kernel // 2)
     assert torch.equal(neighbourhood_max(heat, kernel), expected)
-
 
 
 def test_peaks_of_logits_are_the_peaks_of_their_sigmoid() -> None:
@@ -82,7 +78,6 @@ def test_peaks_of_logits_are_the_peaks_of_their_sigmoid() -> None:
     assert few["score"].shape == (1, 3)
 
 
-
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 def test_peaks_of_low_precision_logits_are_float32_and_finite(dtype: torch.dtype) -> None:
     logits = (torch.randn(1, 3, 9, 7, generator=torch.Generator().manual_seed(1)) * 3).to(dtype)
@@ -91,7 +86,6 @@ def test_peaks_of_low_precision_logits_are_float32_and_finite(dtype: torch.dtype
     assert torch.equal(peaks, find_peaks(logits.float(), fill=NOT_A_PEAK))
     is_peak = peaks > NOT_A_PEAK
     assert is_peak.any() and torch.equal(peaks[is_peak], logits.float()[is_peak])
-
 
 
 def test_focal_prior_bias() -> None:

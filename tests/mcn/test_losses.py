@@ -6,9 +6,7 @@ import pytest
 import torch
 
 from deltalearn.data.sample import IGNORE_INDEX
-from deltalearn.mcn.heatmaps import (
-    draw_gaussian,
-)
+from deltalearn.mcn.heatmaps import draw_gaussian
 from deltalearn.mcn.losses import dice_loss, focal_loss, masked_l1, segmentation_ce
 
 from .samples import CONFIDENT
@@ -29,7 +27,6 @@ def test_focal_loss_minimal_for_perfect_and_grows_with_error() -> None:
     weight[..., 12, 2] = 0.0  # a crowd cell
     assert focal_loss(false_positive, target).item() > 1.0
     assert focal_loss(false_positive, target, weight).item() < 1e-6
-
 
 
 def test_masked_l1_and_segmentation_losses() -> None:

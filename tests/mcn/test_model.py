@@ -24,7 +24,6 @@ def test_forward_returns_exactly_the_enabled_tasks(tasks: tuple[str, ...]) -> No
     assert set(outputs) == {k for k in expected_shapes(64, 64) if k.split(".")[0] in tasks}
 
 
-
 def test_pose_without_detection_is_refused() -> None:
     with pytest.raises(ValueError, match="'pose' needs task 'det'"):
         mcn("resnet18", tasks=("seg", "pose"), **SMALL)
@@ -36,7 +35,6 @@ def test_pose_without_detection_is_refused() -> None:
         MultitaskCenterNet(backbone, neck, {"detection": DetectionTask(1, in_channels=16)})
 
 
-
 def test_bad_names_are_refused_clearly() -> None:
     with pytest.raises(ValueError, match="did you mean \\['seg'\\]"):
         mcn("resnet18", tasks=("det", "segm"))
@@ -46,14 +44,12 @@ def test_bad_names_are_refused_clearly() -> None:
         load_config(MCNConfig, None, ["loss.size=0.1"])
 
 
-
 def test_shared_keypoint_offset_and_loss_weights() -> None:
     loss = load_config(MCNConfig, None, ["loss.det.size=0.5", "loss.pose.offset=2.0"]).loss
     model = mcn("resnet18", tasks=("det", "pose"), pose_offsets="shared", loss=loss, **SMALL)
     assert model.tasks["pose"].head_specs["offset"].channels == 2
     assert model.tasks["det"].term_weights["size"] == 0.5
     assert model.tasks["pose"].term_weights == {"heatmap": 1.0, "displacement": 1.0, "offset": 2.0}
-
 
 
 def test_per_task_trunks_share_one_hidden_conv_per_task() -> None:
@@ -74,14 +70,12 @@ def test_per_task_trunks_share_one_hidden_conv_per_task() -> None:
         mcn("resnet18", head_trunk="per_head", **SMALL)
 
 
-
 def test_heatmap_heads_start_at_the_prior() -> None:
     model = mcn("resnet18", num_classes=NUM_CLASSES, **SMALL).eval()
     with torch.no_grad():
         outputs = model(torch.zeros(1, 3, 64, 64))
     for key in ("det.heatmap", "pose.heatmap"):
         assert torch.sigmoid(outputs[key]).mean().item() == pytest.approx(0.1, abs=0.05)
-
 
 
 def test_encode_loss_backward_and_decode() -> None:

@@ -24,7 +24,6 @@ def test_detection_encode_centers_sizes_and_crowd() -> None:
     assert weight[0:8, 25:32].sum() == 0 and weight[8:, :].min() == 1 and weight[:, :25].min() == 1
 
 
-
 def test_detection_region_targets() -> None:
     """box_regression="region": every cell of the shrunk box learns the box size and the
     vector to the box center; weights are a Gaussian summing to 1 per box."""
@@ -48,7 +47,6 @@ def test_detection_region_targets() -> None:
     assert nested["det.region_weight"][0, 0, 17, 16] > 0
 
 
-
 def test_detection_region_loss_is_centernet_loss_for_one_cell_regions() -> None:
     """A box whose region is its center cell has the same size and offset loss either way."""
     sample = make_sample([[40.0, 40.0, 46.0, 45.0]], [0])  # 1.5 x 1.25 cells: nothing else is in
@@ -61,7 +59,6 @@ def test_detection_region_loss_is_centernet_loss_for_one_cell_regions() -> None:
         losses[mode] = det.loss(outputs, targets)
     assert losses["region"]["det.size"].item() == pytest.approx(losses["center"]["det.size"].item())
     assert losses["region"]["det.offset"].item() == pytest.approx(losses["center"]["det.offset"].item())
-
 
 
 @pytest.mark.parametrize("box_regression", ["center", "region"])
@@ -80,7 +77,6 @@ def test_detection_loss_zero_for_perfect_outputs_and_grows(box_regression: str) 
         much_worse[f"det.{name}"] = outputs[f"det.{name}"] + (-2 * CONFIDENT if name == "heatmap" else 2.0)
         losses = [det.loss(o, targets)[f"det.{name}"].item() for o in (outputs, worse, much_worse)]
         assert losses[0] < losses[1] < losses[2], name
-
 
 
 def test_detection_decode_and_coco_results() -> None:

@@ -22,9 +22,7 @@ def person_keypoints(box: list[float]) -> torch.Tensor:
     return torch.stack([xs, ys, torch.full_like(xs, 2.0)], dim=1)
 
 
-
 POSE_BOXES = [[16.0, 8.0, 56.0, 88.0], [72.0, 30.0, 104.0, 110.0]]
-
 
 
 def pose_setup(pose_offsets: str = "per_joint", regression: str = "center") -> tuple[PoseTask, dict, dict, Sample]:
@@ -38,7 +36,6 @@ def pose_setup(pose_offsets: str = "per_joint", regression: str = "center") -> t
     return pose, outputs, targets, sample
 
 
-
 def test_pose_targets() -> None:
     pose, _, targets, sample = pose_setup()
     assert targets["pose.joint_mask"][0, :2].sum() == 2 * NUM_KEYPOINTS - 1
@@ -48,7 +45,6 @@ def test_pose_targets() -> None:
     assert torch.allclose(targets["pose.displacement"][0, 0], joints - cell)
     x, y = joints[5].floor().long().tolist()
     assert targets["pose.heatmap"][0, 5, y, x] == 1.0
-
 
 
 @pytest.mark.parametrize(("pose_offsets", "regression"), [("per_joint", "center"), ("shared", "center"),
@@ -64,7 +60,6 @@ def test_pose_loss_zero_for_perfect_outputs_and_grows(pose_offsets: str, regress
         assert perfect[f"pose.{name}"] < 1e-5 < worse[f"pose.{name}"]
     if pose_offsets == "per_joint":  # a shared offset cannot fit joints that share a cell
         assert perfect["pose.offset"] < 1e-5 < worse["pose.offset"]
-
 
 
 @pytest.mark.parametrize("regression", ["center", "region"])
@@ -84,7 +79,6 @@ def test_region_regression_decodes_truth_from_a_peak_one_cell_off(regression: st
         assert box_error >= STRIDE and keypoint_error >= STRIDE
 
 
-
 def test_pose_region_targets() -> None:
     """Every cell of a person's region holds the vectors from its corner to the joints."""
     _, _, targets, sample = pose_setup(regression="region")
@@ -99,7 +93,6 @@ def test_pose_region_targets() -> None:
         assert any(torch.allclose(pointed[labelled[i]], joints[i][labelled[i]], atol=1e-5) for i in range(2))
     assert weight[3][targets["det.region_weight"][0, 0] > 0].sum() == pytest.approx(1.0, abs=1e-5)  # person 0's only
     assert weight.sum().item() == pytest.approx(2 * NUM_KEYPOINTS - 1, abs=1e-4)
-
 
 
 def test_pose_decode_snaps_regressed_keypoints_to_peaks() -> None:
@@ -132,7 +125,6 @@ def test_pose_decode_snaps_regressed_keypoints_to_peaks() -> None:
     results = pose.to_coco([exact], [sample], category_ids=[1, 5])
     assert len(results) == 2 and len(results[0]["keypoints"]) == 3 * NUM_KEYPOINTS
     assert results[0]["category_id"] == 5
-
 
 
 def test_pose_needs_person_class_of_detection() -> None:

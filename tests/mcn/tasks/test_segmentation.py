@@ -34,7 +34,6 @@ def test_segmentation_loss_decode_and_rle() -> None:
     assert entries[0]["segmentation"] == encode_rle(original == int(entries[0]["category_id"] == 3) + 1)
 
 
-
 def test_segmentation_decoding_is_the_argmax_of_upsampled_logits() -> None:
     """Labels of every pixel from bilinearly upsampled logits (not of the 4 px cells), ties to
     the lowest label (background): the decision the IoU ceiling of 0.949 was measured with."""
@@ -48,7 +47,6 @@ def test_segmentation_decoding_is_the_argmax_of_upsampled_logits() -> None:
     assert torch.equal(found, expected) and found[1, 0, 0] == 0
     per_cell = logits.argmax(dim=1).repeat_interleave(STRIDE, 1).repeat_interleave(STRIDE, 2)
     assert (found != per_cell).any()  # near class borders the pixels decide, not their cells
-
 
 
 def test_binary_segmentation_decoding_equals_the_argmax() -> None:

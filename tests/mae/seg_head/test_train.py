@@ -1,4 +1,4 @@
-"""Segmentation head on the MAE encoder: shapes, loss, a tiny run that learns, weight files, bad masks."""
+"""Training a head: loss, learning beyond empty and full masks, fine-tuning, pseudo-labels, bad masks, the train-head command."""
 
 from __future__ import annotations
 
@@ -12,20 +12,12 @@ import pytest
 import torch
 from PIL import Image
 
+from deltalearn.cli.mae import register_train_head
 from deltalearn.config import ConfigError
 from deltalearn.data.errors import DataError, DataWarning
-from deltalearn.data.io import load_rgb, read_mask
-from deltalearn.data.synth import generate_composites
-from deltalearn.engine.checkpoint import CheckpointError, read_weights, weights_metadata
-from deltalearn.mae import create_mae
 from deltalearn.mae.evaluate import evaluate_folder
-from deltalearn.mae.model import unpatchify
 from deltalearn.mae.seg_head import (
     HEAD_FILE,
-    HeadConfig,
-    PatchLogits,
-    SegHeadConfig,
-    build_segmenter,
     encoder_state,
     load_seg_head,
     predict_foreground,
@@ -33,29 +25,10 @@ from deltalearn.mae.seg_head import (
     train_seg_head,
 )
 from deltalearn.mae.segment import PatchGraphConfig, PatchGraphSegmenter
-from deltalearn.cli.mae import register_train_head
+
+from .tiny import SIZE, fresh_mae, load_folder, tiny_config
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: one thread (see conftest)
-
-VARIANT = "mae_vit_cpu_patch8"
-SIZE = 64
-
-
-def tiny_config(epochs: int, **train: object) -> SegHeadConfig:
-    """Overfitting settings for 16 images: one batch, no flips, a high head learning rate, BCE + Dice."""
-    config = SegHeadConfig()
-    config.head.refine = True
-    config.data.flip = 0.0
-    config.train.epochs, config.train.batch_size, config.train.lr = epochs, 16, 3e-2
-    config.train.warmup_epochs, config.train.dice_weight = min(5, epochs / 2), 1.0
-    for key, value in train.items():
-        setattr(config.train, key, value)
-    return config
-
-
-def fresh_mae() -> torch.nn.Module:
-    torch.manual_seed(0)
-    return create_mae(VARIANT).eval()
 
 
 def mean_iou(probs: list[np.ndarray], masks: list[np.ndarray]) -> float:
@@ -68,50 +41,6 @@ def mean_iou(probs: list[np.ndarray], masks: list[np.ndarray]) -> float:
     return float(np.mean(scores))
 
 
-@pytest.fixture(scope="module")
-def composites(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("composites")
-    generate_composites(folder, 16, SIZE, seed=0, workers=1, progress=False)
-    return folder
-
-
-@pytest.fixture(scope="module")
-def frozen_run(composites: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
-    """A head with refinement overfit on 16 ground-truth masks, encoder frozen."""
-    torch.set_num_threads(1)
-    run = tmp_path_factory.mktemp("frozen")
-    result = train_seg_head(fresh_mae(), composites, composites / "masks", run, tiny_config(60), mae_source="random")
-    return run, result
-
-
-def load_folder(folder: Path) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    images = [load_rgb(p) for p in sorted((folder / "images").glob("*.png"))]
-    masks = [read_mask(p) for p in sorted((folder / "masks").glob("*.png"))]
-    return images, masks
-
-
-# ---- model and loss ----------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("head", [HeadConfig(hidden=0, center=False, refine=False), HeadConfig(hidden=16, refine_channels=4)])
-def test_segmenter_output_shape(head: HeadConfig) -> None:
-    model = build_segmenter(create_mae(VARIANT, img_size=(32, 48)), head)
-    logits = model(torch.randn(2, 3, 32, 48))["logits"]
-    assert logits.shape == (2, 1, 32, 48)
-
-
-def test_patch_logits_put_pixels_where_unpatchify_does() -> None:
-    """With identity norm and projection, the head's pixel shuffle is the MAE's unpatchify."""
-    p, grid = 4, (2, 3)
-    head = PatchLogits(dim=p * p, patch_size=p, grid_size=grid, hidden=0)
-    head.norm = torch.nn.Identity()
-    with torch.no_grad():
-        head.proj[0].weight.copy_(torch.eye(p * p)[:, :, None, None])
-        head.proj[0].bias.zero_()
-    tokens = torch.arange(2 * 6 * p * p, dtype=torch.float32).reshape(2, 6, p * p)  # [N, L, p*p], all distinct
-    assert torch.equal(head(tokens), unpatchify(tokens, p, grid))
-
-
 def test_dice_loss_zero_when_right_and_grows_with_error() -> None:
     target = torch.zeros(2, 1, 8, 8)
     target[0, :, 2:6, 2:6] = 1  # second image: empty foreground
@@ -122,9 +51,6 @@ def test_dice_loss_zero_when_right_and_grows_with_error() -> None:
     wrong = -right
     assert soft_dice_loss(right, target) < soft_dice_loss(half, target) < soft_dice_loss(wrong, target)
     assert soft_dice_loss(wrong, target) > 0.9
-
-
-# ---- training ----------------------------------------------------------------------------------
 
 
 def test_overfit_beats_empty_and_full_masks(frozen_run: tuple[Path, dict], composites: Path) -> None:
@@ -154,32 +80,6 @@ def test_eval_scores_the_head_beside_the_graph(frozen_run: tuple[Path, dict], co
     assert result["iou"] == result["variants"]["graph"]["iou"]  # the method itself is still the graph
 
 
-def test_round_trip_and_frozen_encoder_unchanged(frozen_run: tuple[Path, dict], composites: Path) -> None:
-    run, _ = frozen_run
-    file = run / HEAD_FILE
-    assert weights_metadata(file)["encoder"] == "frozen"
-    assert not any(k.startswith("mae.") for k in read_weights(file))  # the frozen encoder is not stored
-    mae = fresh_mae()
-    before = {k: v.clone() for k, v in encoder_state(mae).items()}
-    first = load_seg_head(file, mae)  # the fingerprint check: the trained copy's encoder never changed
-    images, _ = load_folder(composites)
-    again = load_seg_head(run, fresh_mae())
-    for a, b in zip(predict_foreground(first, images), predict_foreground(again, images)):
-        np.testing.assert_array_equal(a, b)
-    assert all(torch.equal(before[k], v) for k, v in encoder_state(mae).items())
-
-
-def test_frozen_head_needs_its_own_mae(frozen_run: tuple[Path, dict]) -> None:
-    run, _ = frozen_run
-    with pytest.raises(CheckpointError, match="frozen MAE encoder.*random"):
-        load_seg_head(run)
-    torch.manual_seed(1)
-    with pytest.raises(CheckpointError, match="encoder weights differ"):
-        load_seg_head(run, create_mae(VARIANT))
-    with pytest.raises(CheckpointError, match="another MAE architecture"):
-        load_seg_head(run, create_mae(VARIANT, img_size=32))
-
-
 def test_finetuned_encoder_changes_and_is_stored(composites: Path, tmp_path: Path) -> None:
     mae = fresh_mae()
     before = {k: v.clone() for k, v in encoder_state(mae).items()}
@@ -203,9 +103,6 @@ def test_pseudo_label_folder(composites: Path, tmp_path: Path) -> None:
     images, _ = load_folder(composites)
     probs = predict_foreground(load_seg_head(tmp_path / "run", fresh_mae()), images)
     assert min(float(p.mean()) for p in probs) > 0.9
-
-
-# ---- bad masks ---------------------------------------------------------------------------------
 
 
 def test_missing_bad_and_mis_sized_masks_are_skipped_and_counted(composites: Path, tmp_path: Path) -> None:
@@ -241,23 +138,6 @@ def test_no_pairs_is_a_clear_error(composites: Path, tmp_path: Path) -> None:
     assert not (tmp_path / "run" / HEAD_FILE).exists()
 
 
-# ---- inference and command line ----------------------------------------------------------------
-
-
-def test_predict_any_size_and_layout(frozen_run: tuple[Path, dict]) -> None:
-    model = load_seg_head(frozen_run[0], fresh_mae())
-    rng = np.random.default_rng(0)
-    wide = rng.integers(0, 256, (40, 90, 3), dtype=np.uint8)  # [H, W, 3] array
-    gray = rng.integers(0, 256, (33, 17), dtype=np.uint8)  # [H, W] array
-    tensor = torch.from_numpy(wide).permute(2, 0, 1)  # [3, H, W] tensor
-    probs = predict_foreground(model, [wide, gray, tensor], batch_size=2)
-    assert [p.shape for p in probs] == [(40, 90), (33, 17), (40, 90)]
-    assert all(p.dtype == np.float32 and 0 <= p.min() and p.max() <= 1 for p in probs)
-    np.testing.assert_array_equal(probs[0], probs[2])
-    with pytest.raises(ValueError, match="uint8 image"):
-        predict_foreground(model, [wide.astype(np.float32)])
-
-
 def test_train_head_command(composites: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     from deltalearn.mae.weights import save_mae
 
@@ -275,3 +155,4 @@ def test_train_head_command(composites: Path, tmp_path: Path, capsys: pytest.Cap
     bad = parser.parse_args(["train-head", "--weights", "x", "--data", str(composites), "head.hiden=3"])
     with pytest.raises(ConfigError, match="did you mean 'head.hidden'"):
         bad.func(bad)
+

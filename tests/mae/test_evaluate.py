@@ -1,0 +1,97 @@
+"""The scores of mae eval: IoU at 0.5 and the F-beta curve; the eval command beside its baselines."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from deltalearn.cli import main
+from deltalearn.data.errors import DataWarning
+from deltalearn.mae.baselines import patch_ceiling
+from deltalearn.mae.evaluate import THRESHOLDS, FBetaCurve, iou_at_half
+
+from .graphs import FEW_MASKS, GRID
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: one thread (see conftest)
+
+
+def test_iou_at_half() -> None:
+    truth = np.zeros((4, 4), bool)
+    truth[:2] = True
+    score = np.zeros((4, 4))
+    score[:2, :2] = 0.5  # >= 0.5 counts
+    score[3, 3] = 0.9
+    assert iou_at_half(score, truth) == pytest.approx(4 / 9)
+    assert iou_at_half(np.zeros((3, 3)), np.zeros((3, 3), bool)) == 1.0
+    assert iou_at_half(np.full((3, 3), 0.49), np.ones((3, 3), bool)) == 0.0
+    assert iou_at_half(truth.astype(float), truth) == 1.0
+
+
+def test_fbeta_of_perfect_and_constant_scores() -> None:
+    rng = np.random.default_rng(0)
+    truths = [rng.random((20, 30)) < p for p in (0.1, 0.4, 0.7)]
+    perfect = FBetaCurve()
+    for t in truths:
+        perfect.add(t.astype(np.float32), t)
+    assert perfect.max_fbeta() == pytest.approx(1.0)
+    constant = FBetaCurve()
+    constant.add(np.ones((20, 30), np.float32), truths[1])
+    assert np.allclose(constant.precision, truths[1].mean()) and np.allclose(constant.recall, 1.0)
+    share = truths[1].mean()
+    assert constant.max_fbeta() == pytest.approx(1.3 * share / (0.3 * share + 1))
+    assert np.isnan(FBetaCurve().max_fbeta())
+
+
+def test_fbeta_curve_matches_a_loop_over_thresholds() -> None:
+    rng = np.random.default_rng(1)
+    images = []
+    for k in range(5):
+        score = rng.integers(0, 257, (12, 17)) / 256.0  # many scores exactly on a threshold
+        truth = rng.random((12, 17)) < 0.3 if k != 3 else np.zeros((12, 17), bool)
+        if k == 4:
+            score = np.minimum(score, 0.2)  # no prediction at high thresholds
+        images.append((score.astype(np.float32), truth))
+    curve = FBetaCurve()
+    precision, recall = np.zeros(len(THRESHOLDS)), np.zeros(len(THRESHOLDS))
+    for score, truth in images:
+        curve.add(score, truth)
+        for n, t in enumerate(THRESHOLDS):
+            predicted = score >= t
+            tp = (predicted & truth).sum()
+            precision[n] += tp / predicted.sum() if predicted.any() else (0.0 if truth.any() else 1.0)
+            recall[n] += tp / truth.sum() if truth.any() else 1.0
+    np.testing.assert_allclose(curve.precision, precision, atol=1e-9)
+    np.testing.assert_allclose(curve.recall, recall, atol=1e-9)
+    p, r = precision / len(images), recall / len(images)
+    f = np.where(p + r > 0, 1.3 * p * r / np.maximum(0.3 * p + r, 1e-12), 0.0)
+    assert curve.max_fbeta() == pytest.approx(f.max(), abs=1e-9)
+
+
+def test_eval_command_scores_method_and_baselines(tiny_data: Path, weights: Path, tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "scores.json"
+    with pytest.warns(DataWarning, match="broken.png"):
+        assert main(["mae", "eval", "--weights", str(weights), "--data", str(tiny_data), "--json", str(out),
+                     f"num_masks={FEW_MASKS}"]) == 0
+    printed = capsys.readouterr().out
+    assert "baseline grabcut" in printed and "patch-grid ceiling 8x8" in printed
+    result = json.loads(out.read_text())
+    assert result["images"] == 6 and result["skipped"] == 2
+    reasons = result["skipped_reasons"]
+    assert any(k.endswith("broken.png") for k in reasons)
+    gray = next(v for k, v in reasons.items() if k.endswith("gray.png"))
+    assert "64x64" in gray and "72x40" in gray
+    assert set(result["baselines"]) == {"center_prior", "grabcut", "ncut", "ncut+grabcut"}
+    assert set(result["variants"]) == {"graph", "graph+grabcut"}  # no head given
+    scored = [result, result["patch_ceiling"], *result["baselines"].values()]
+    for scores in scored:
+        assert 0.0 <= scores["iou"] <= 1.0 and 0.0 <= scores["max_fbeta"] <= 1.0
+    truths = [np.asarray(Image.open(tiny_data / "masks" / f"{i:06d}.png")) > 127 for i in range(6)]
+    ceiling = np.mean([iou_at_half(patch_ceiling(t, GRID, GRID).astype(np.float32), t) for t in truths])
+    assert result["patch_ceiling"]["iou"] == pytest.approx(ceiling, abs=1e-4)  # small objects: well below 1
+    assert result["config"]["num_masks"] == FEW_MASKS and result["grid"] == [GRID, GRID]
+
