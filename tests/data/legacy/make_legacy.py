@@ -1,9 +1,10 @@
 """Writes the weight files that tests/test_legacy_weights.py loads: one of each format, saved
 by the code of commit 345f1f7 (before the library/application restructuring), with the
-outputs that code gave on fixed inputs. Kept for provenance; the files are committed and
-this script is not rerun by the tests.
+outputs that code gave on fixed inputs. Kept for provenance: it imports that commit's module
+paths, the files are committed, and the tests never run it. To write them again:
 
-    python tests/data/legacy/make_legacy.py
+    git worktree add /tmp/old 345f1f7
+    PYTHONPATH=/tmp/old/src python tests/data/legacy/make_legacy.py
 """
 
 from pathlib import Path
