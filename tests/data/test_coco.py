@@ -13,7 +13,7 @@ from deltalearn.data.coco import CocoDataset, collate_samples
 from deltalearn.data.errors import AnnotationError, DataError, DataWarning, ImageDecodeError
 from deltalearn.data.keypoints import KEYPOINT_NAMES, SKELETON
 from deltalearn.data.sample import IGNORE_INDEX
-from deltalearn.data.transforms import RandomHorizontalFlip
+from deltalearn.data.transforms import RandomHorizontalFlip, train_transforms
 
 A, B, C, D = 0, 1, 2, 3  # sample indices of a.png .. d.png
 PERSON, CAR, DOG = 0, 1, 2  # contiguous labels of COCO ids 1, 5, 9
@@ -145,6 +145,13 @@ def test_transforms_are_applied_last(tiny_coco):
 
     sample = CocoDataset.from_dir(tiny_coco, transforms=record)[A]
     assert seen == [[101, 102]] and sample.scale == 0.5
+
+
+def test_samples_carry_the_tasks_their_source_labels(tiny_coco):
+    assert CocoDataset.from_dir(tiny_coco)[A].tasks is None  # one source: labelled for every task
+    dataset = CocoDataset.from_dir(tiny_coco, tasks=["seg"], transforms=train_transforms(64))
+    sample = dataset[A]
+    assert sample.tasks == ("seg",) and sample.labelled_for("seg") and not sample.labelled_for("det")
 
 
 def test_cached_samples_are_loaded_once_and_not_changed_by_transforms(tiny_coco, monkeypatch):

@@ -51,6 +51,11 @@ def test_run_folder_and_metrics_rise(run: Path):
     assert last["seg_miou"] > first["seg_miou"]
 
 
+def test_logs_how_many_samples_each_task_learned_from(run: Path):
+    train = [r for r in read_metrics(run) if r.get("split") == "train"]
+    assert all(r["samples.det"] == r["samples.seg"] == r["samples.pose"] == 8.0 for r in train)  # one source, all labelled
+
+
 def test_eval_writes_contract_keys(run: Path, data: Path, tmp_path: Path, capsys):
     out = tmp_path / "metrics.json"
     assert main(["mcn", "eval", "--weights", str(run), "--data", str(data), "--json", str(out)]) == 0

@@ -62,8 +62,10 @@ class CocoDataset(torch.utils.data.Dataset):
         categories: Sequence[str | int] | None = None,
         transforms: Callable[[Sample], Sample] | None = None,
         strict: bool = False,
+        tasks: Sequence[str] | None = None,
     ) -> None:
         self.ann_file = Path(ann_file)
+        self.tasks = tuple(tasks) if tasks is not None else None  # labelled tasks of every sample; None: all
         self.image_dir = Path(image_dir)
         self.transforms = transforms
         self.strict = strict
@@ -231,6 +233,7 @@ class CocoDataset(torch.utils.data.Dataset):
             scale=1.0,
             offset=(0.0, 0.0),
             ann_ids=ann_ids,
+            tasks=self.tasks,
         )
 
     def record_skip(self, index: int, error: DataError) -> None:

@@ -19,7 +19,7 @@ class Sample:
     (contiguous class index 0..C-1); masks [N, H, W] bool; keypoints [N, 17, 3] float32
     (x, y, COCO visibility 0/1/2; all zero for classes without keypoints);
     crowd [H, W] bool, regions marked ``iscrowd`` that count neither as objects nor as
-    background.
+    background. ``tasks`` names the tasks it is labelled for (None: all).
     """
 
     image: torch.Tensor
@@ -35,6 +35,13 @@ class Sample:
     scale: float = 1.0
     offset: tuple[float, float] = (0.0, 0.0)
     ann_ids: list[int] = field(default_factory=list)
+    # Names of the tasks whose labels this sample carries (its source's); None: every task. A
+    # task a sample is not labelled for learns nothing from it: a missing label is no negative.
+    tasks: tuple[str, ...] | None = None
+
+    def labelled_for(self, task: str) -> bool:
+        """Whether the sample carries the labels of ``task``."""
+        return self.tasks is None or task in self.tasks
 
     @property
     def size(self) -> tuple[int, int]:

@@ -46,8 +46,10 @@ def masked_l1(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> t
 
 
 def segmentation_ce(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Pixel cross-entropy of ``logits`` [B, C, H, W] against labels [B, H, W], crowd ignored."""
-    return F.cross_entropy(logits.float(), target, ignore_index=IGNORE_INDEX)
+    """Pixel cross-entropy of ``logits`` [B, C, H, W] against labels [B, H, W], averaged over
+    the pixels that are not IGNORE_INDEX (crowd, unlabelled samples); 0 when there are none."""
+    total = F.cross_entropy(logits.float(), target, ignore_index=IGNORE_INDEX, reduction="sum")
+    return total / (target != IGNORE_INDEX).sum().clamp(min=1)
 
 
 def dice_loss(logits: torch.Tensor, target: torch.Tensor, smooth: float = 1.0) -> torch.Tensor:

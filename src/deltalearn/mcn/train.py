@@ -69,7 +69,10 @@ def train(config: MCNConfig, train_set: CocoDataset, run_dir: str | Path, val_se
         if trainer.precision.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         outputs = {key: value.float() for key, value in network(images).items()}
-        return unwrap_model(network).loss(outputs, batch.targets)
+        terms = unwrap_model(network).loss(outputs, batch.targets)
+        for task in config.model.tasks:  # how many samples of the batch each task learned from
+            terms[f"samples.{task}"] = batch.targets[f"{task}.labelled"].sum()
+        return terms
 
     evaluate_fn = None
     if val_set is not None:

@@ -71,6 +71,9 @@ class Task(nn.Module):
     result_type: ClassVar[type[Results]]
     min_cells: ClassVar[int] = 1  # least (H / stride) * (W / stride) of decode_batched (its top-K)
     requirement_reason: ClassVar[str] = "it reads their outputs"  # why it needs the tasks in ``requires``
+    # targets that make a sample count for nothing in the loss, and their fill values: loss
+    # weights and masks 0, heatmaps 0 (no positives), label maps the ignore index
+    ignored_targets: ClassVar[dict[str, float]] = {}
 
     def __init__(self, heads: Mapping[str, HeadSpec], in_channels: int, head_channels: int = 64,
                  weight: float = 1.0, term_weights: Mapping[str, float] | None = None,
@@ -116,9 +119,22 @@ class Task(nn.Module):
         self.check_requirements(tasks)
 
     def encode(self, samples: Sequence[Sample], output_stride: int) -> dict[str, torch.Tensor]:
-        """Batched training targets of ``samples`` (stacked per-sample targets)."""
-        per_sample = [self.encode_sample(sample, output_stride) for sample in samples]
-        return {key: torch.stack([t[key] for t in per_sample]) for key in per_sample[0]}
+        """Batched training targets of ``samples`` (stacked per-sample targets), and
+        ``<task>.labelled`` [B]: 1 for the samples labelled for this task. The targets of the
+        other samples carry no loss weight (:meth:`ignore`)."""
+        per_sample = []
+        for sample in samples:
+            targets = self.encode_sample(sample, output_stride)
+            per_sample.append(targets if sample.labelled_for(self.name) else self.ignore(targets))
+        batch = {key: torch.stack([t[key] for t in per_sample]) for key in per_sample[0]}
+        batch[self.key("labelled")] = torch.tensor([float(s.labelled_for(self.name)) for s in samples])
+        return batch
+
+    def ignore(self, targets: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The targets of a sample that is not labelled for this task: every target named in
+        ``ignored_targets`` set to its fill value, so that the sample adds nothing to the loss."""
+        return {key: torch.full_like(value, self.ignored_targets[key.split(".", 1)[1]])
+                if key.split(".", 1)[1] in self.ignored_targets else value for key, value in targets.items()}
 
     def encode_sample(self, sample: Sample, output_stride: int) -> dict[str, torch.Tensor]:
         """Targets of one sample, keyed ``<task>.<target>``."""

@@ -88,6 +88,7 @@ class DetectionTask(Task):
     name = "det"
     result_type = Detections
     min_cells = TOP_K
+    ignored_targets = {"heatmap": 0.0, "heatmap_weight": 0.0, "mask": 0.0, "region_weight": 0.0}
     default_term_weights = {"heatmap": 1.0, "size": 0.1, "offset": 1.0}  # CenterNet's weights
 
     def __init__(self, num_classes: int, in_channels: int, head_channels: int = 64,

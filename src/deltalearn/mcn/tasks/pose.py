@@ -133,6 +133,7 @@ class PoseTask(Task):
     name = "pose"
     requires = (DetectionTask.name,)
     result_type = Poses
+    ignored_targets = {"heatmap": 0.0, "heatmap_weight": 0.0, "joint_mask": 0.0, "displacement_weight": 0.0}
     min_cells = max(POSE_TOP_K, KEYPOINT_CANDIDATES)
     requirement_reason = "keypoints are regressed from the person centers of the detection heatmap"
     default_term_weights = {"heatmap": 1.0, "displacement": 1.0, "offset": 1.0}

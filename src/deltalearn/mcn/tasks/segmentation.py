@@ -73,6 +73,7 @@ class SegmentationTask(Task):
 
     name = "seg"
     result_type = SemanticMaps
+    ignored_targets = {"mask": IGNORE_INDEX}
     default_term_weights = {"ce": 1.0, "dice": 0.0}
 
     def __init__(self, num_classes: int, in_channels: int, head_channels: int = 64, weight: float = 1.0,
