@@ -48,6 +48,9 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
         for arg in args:
             if arg is type(None):
                 continue
+            if arg is str and not isinstance(value, str):  # in a union, only a string is a string
+                errors.append(f"{where}: expected a string, got {value!r}")
+                continue
             try:
                 return _coerce(value, arg, where)
             except ConfigError as error:

@@ -58,7 +58,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     categories = config.data.categories or args.categories
     train_set = open_coco(args.data, args.ann, args.images, categories)
     val_set = open_coco(args.val_data, None, None, categories) if args.val_data else None
-    metrics = train(config, train_set, args.out, val_set=val_set, resume=args.resume)
+    metrics = train(config, train_set, args.out, val_set=val_set, resume=args.resume, init=args.init)
     print(f"run folder: {args.out}")
     print(format_metrics({k: v for k, v in metrics.items() if k in METRIC_KEYS}))
     return 0
@@ -123,6 +123,9 @@ def register(systems: argparse._SubParsersAction) -> None:
     train.add_argument("--val-data", type=Path, help="validation folder with annotations.json and images/")
     train.add_argument("--out", type=Path, default=Path("runs/mcn"), help="run folder (default runs/mcn)")
     train.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    train.add_argument("--init", type=Path, metavar="RUN_OR_FILE",
+                       help="start from the tensors of these MCN weights (run folder: best, else last) that match "
+                            "by name and shape; added tasks start fresh")
     train.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. train.epochs=3")
     train.set_defaults(func=_cmd_train)
 

@@ -44,6 +44,7 @@ from .distributed import (
     unwrap_model,
     wrap_model,
 )
+from .freeze import freeze, hold_norms
 from .metrics_log import MetricsLog
 from .precision import autocast, grad_scaler, prepare_model, resolve_precision
 
@@ -96,7 +97,7 @@ def default_param_groups(model: nn.Module, weight_decay: float) -> list[dict[str
 
 def build_optimizer(param_groups: Iterable[dict[str, Any]], config: TrainConfig) -> torch.optim.Optimizer:
     """AdamW (decoupled decay) or Adam at ``config.lr``; a group may set its own lr and weight_decay."""
-    groups = [g | {"params": list(g["params"])} for g in param_groups]
+    groups = [g | {"params": [p for p in g["params"] if p.requires_grad]} for g in param_groups]
     groups = [g for g in groups if g["params"]]
     if config.optimizer == "adamw":
         return torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
@@ -199,7 +200,8 @@ class Trainer:
 
     param_groups: optimizer groups (dicts with "params", optionally "lr", "weight_decay");
     default: no weight decay on biases and norms. device: default CUDA when present, else
-    CPU. resume: continue from ``run_dir/last_state.pt``. iters_per_epoch: steps per epoch
+    CPU. ``config.freeze`` names parameter prefixes kept fixed (see :mod:`.freeze`). resume:
+    continue from ``run_dir/last_state.pt``. iters_per_epoch: steps per epoch
     (default ``len(train_loader)``; required for loaders without a length); an epoch ends
     after that many steps or when the loader runs out.
     """
@@ -226,6 +228,7 @@ class Trainer:
         seed_everything(config.seed + self.dist.rank)
         self.precision = resolve_precision(config.precision, self.device, model)
         model = prepare_model(model, self.precision)
+        self.frozen_norms = freeze(model, config.freeze)  # before DDP and the optimizer see the parameters
         self.model = wrap_model(model, self.device)
         self.loss_fn = loss_fn
         self.train_loader = train_loader
@@ -290,9 +293,14 @@ class Trainer:
                                            self.scheduler.lr_lambdas):
                 group["lr"] = base * factor(self.scheduler.last_epoch)
 
+    def _train_mode(self) -> None:
+        """Training mode, but frozen norm layers stay in eval mode."""
+        self.model.train()
+        hold_norms(self.frozen_norms)
+
     def _train_epoch(self, log: MetricsLog, number: int) -> tuple[dict[str, float], bool]:
         """One epoch (or its rest, after a resumed time stop); returns (mean terms, stopped)."""
-        self.model.train()
+        self._train_mode()
         set_loader_epoch(self.train_loader, self.epoch)
         batches = iter(self.train_loader)
         for _ in range(self.epoch_step):  # resumed after a time stop: skip the steps done
@@ -352,7 +360,7 @@ class Trainer:
             model.eval()
             with torch.no_grad():
                 metrics = {k: float(v) for k, v in self.evaluate_fn(model).items()}
-            model.train()
+            self._train_mode()
             log.log({"split": "val", "epoch": number, "step": self.global_step, **metrics})
         barrier()
         return metrics

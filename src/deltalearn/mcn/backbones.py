@@ -7,9 +7,13 @@ which is what timm's ImageNet weights of all supported backbones expect.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import timm
 import torch
 from torch import nn
+
+from ..engine.checkpoint import CheckpointError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)  # RGB mean of ImageNet images in [0, 1]
 IMAGENET_STD = (0.229, 0.224, 0.225)  # RGB std of ImageNet images in [0, 1]
@@ -29,16 +33,18 @@ class TimmBackbone(nn.Module):
 
     ``channels`` and ``reductions`` (strides) come from timm's ``feature_info``. The finest
     level must have stride ``output_stride`` (4), where the neck delivers its features.
-    ``pretrained=True`` downloads timm's ImageNet weights (needs internet the first time).
+    ``pretrained=True`` downloads timm's ImageNet weights (needs internet the first time); a
+    path to a weight file of the whole timm model (.safetensors, or .pth/.bin read with
+    ``torch.load(weights_only=True)``) loads those instead, offline.
     """
 
-    def __init__(self, name: str = "dla34", pretrained: bool = False, levels: int = FEATURE_LEVELS,
+    def __init__(self, name: str = "dla34", pretrained: bool | str | Path = False, levels: int = FEATURE_LEVELS,
                  output_stride: int = 4) -> None:
         super().__init__()
         if not timm.is_model(name):
             raise ValueError(f"unknown timm backbone {name!r}; tested: {', '.join(BACKBONES)}")
         out_indices = tuple(range(-levels, 0))  # the deepest ``levels`` feature maps
-        self.body = timm.create_model(name, features_only=True, pretrained=pretrained, out_indices=out_indices)
+        self.body = _create_features(name, pretrained, out_indices)
         self.name = name
         self.channels: list[int] = list(self.body.feature_info.channels())
         self.reductions: list[int] = list(self.body.feature_info.reduction())
@@ -49,3 +55,19 @@ class TimmBackbone(nn.Module):
     def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
         """images [B, 3, H, W] -> [B, channels[i], H / reductions[i], W / reductions[i]] per level."""
         return list(self.body(images))
+
+
+def _create_features(name: str, pretrained: bool | str | Path, out_indices: tuple[int, ...]) -> nn.Module:
+    """timm's ``features_only`` model of ``name``: random, timm's weights, or a local weight file's."""
+    if isinstance(pretrained, bool):
+        return timm.create_model(name, features_only=True, pretrained=pretrained, out_indices=out_indices)
+    path = Path(pretrained)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: model.pretrained weight file not found (give true, false or a "
+                              ".safetensors/.pth file of a timm model)")
+    try:  # timm loads the file into the whole model, then drops the classifier
+        return timm.create_model(name, features_only=True, pretrained=True, out_indices=out_indices,
+                                 pretrained_cfg_overlay={"file": str(path)})
+    except Exception as error:  # torch.load, safetensors and load_state_dict raise many types
+        detail = " ".join(str(error).split())[:300]
+        raise CheckpointError(f"{path}: not a weight file of timm model {name!r} ({type(error).__name__}: {detail})") from None

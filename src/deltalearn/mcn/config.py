@@ -26,7 +26,9 @@ class DataConfig:
 @dataclass
 class ModelConfig:
     backbone: str = "dla34"  # any timm model with features_only support
-    pretrained: bool = False  # ImageNet weights from timm (needs internet the first time)
+    # true: ImageNet weights from timm (needs internet the first time); or a local timm weight
+    # file of the backbone (.safetensors, .pth, .bin), for offline machines
+    pretrained: bool | str = False
     tasks: list[str] = field(default_factory=lambda: list(TASKS))  # any subset of det, seg, pose
     neck_channels: int = 64  # channels of the stride-4 feature map shared by all heads
     head_channels: int = 64  # hidden channels of each head's 3x3 conv

@@ -11,10 +11,10 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from ..config import save_config
+from ..config import ConfigError, save_config
 from ..data.coco import CocoDataset
 from ..data.keypoints import KEYPOINT_NAMES, SKELETON
-from ..engine.distributed import make_loader, unwrap_model
+from ..engine.distributed import make_loader, print0, unwrap_model
 from ..engine.precision import Precision
 from ..engine.trainer import Trainer
 from .backbones import normalize_images
@@ -22,6 +22,7 @@ from .config import MCNConfig
 from .data import EvalDataset, TrainBatch, TrainCollate, collate_eval, training_transforms
 from .evaluate import evaluate
 from .predictor import TorchPredictor
+from .warm_start import warm_start
 from .weights import ModelInfo, build_model, person_label_of
 
 EVAL_BATCH = 8  # images per evaluation batch
@@ -44,11 +45,22 @@ def model_info(config: MCNConfig, dataset: CocoDataset) -> ModelInfo:
 
 
 def train(config: MCNConfig, train_set: CocoDataset, run_dir: str | Path, val_set: CocoDataset | None = None,
-          resume: bool = False, device: torch.device | str | None = None) -> dict[str, Any]:
-    """Train into ``run_dir`` (config.yaml, weights, metrics.jsonl); returns the final metrics."""
+          resume: bool = False, device: torch.device | str | None = None,
+          init: str | Path | None = None) -> dict[str, Any]:
+    """Train into ``run_dir`` (config.yaml, weights, metrics.jsonl); returns the final metrics.
+
+    init: a run folder or weights file whose tensors of matching name and shape the new
+    network starts from (see :mod:`.warm_start`); the metrics then say what was loaded.
+    """
+    if init is not None and resume:
+        raise ConfigError("--init and --resume exclude each other: resume continues the run's own weights")
     run_dir = Path(run_dir)
     info = model_info(config, train_set)
     model = build_model(info)
+    report = None
+    if init is not None:
+        report = warm_start(model, init)
+        print0(report.describe())
     train_set.transforms = training_transforms(config.data, info.keypoint_names)
     train_set.cache_samples = config.data.cache_samples
     workers = config.data.workers
@@ -87,6 +99,8 @@ def train(config: MCNConfig, train_set: CocoDataset, run_dir: str | Path, val_se
         warnings.warn(f"{train_set.ann_file}: skipped {max(skipped['count'], len(train_set.skipped))} bad "
                       "training sample(s) (see the warnings above)", stacklevel=2)
     metrics["skipped_samples"] = max(skipped["count"], len(train_set.skipped))
+    if report is not None:
+        metrics |= report.metrics()
     return metrics
 
 
