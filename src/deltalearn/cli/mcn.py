@@ -8,7 +8,7 @@ from pathlib import Path
 
 from torch.utils.data import DataLoader
 
-from ..config import find_config, load_config
+from ..config import ConfigError, find_config, load_config
 from ..data.io import atomic_write_text
 from ..data.synth import SCENES, generate_people
 from ..export.runtime import load_predictor
@@ -16,6 +16,8 @@ from ..mcn.config import MCNConfig
 from ..mcn.data import EvalDataset, collate_eval, open_coco
 from ..mcn.evaluate import METRIC_KEYS, evaluate, format_metrics
 from ..mcn.predict import predict_images
+from ..mcn.predictor import Predictor
+from ..mcn.sources import coverage, evaluation_sets, open_sources
 from ..mcn.train import train
 from ..viz.dataset import show_dataset
 from . import export
@@ -44,8 +46,17 @@ def _cmd_synth(args: argparse.Namespace) -> int:
 
 
 def _cmd_show(args: argparse.Namespace) -> int:
-    dataset = open_coco(args.data, args.ann, args.images, args.categories)
-    show_dataset(dataset, out_dir=args.out, limit=args.limit)
+    if args.config is None:
+        show_dataset(open_coco(args.data, args.ann, args.images, args.categories), out_dir=args.out, limit=args.limit)
+        return 0
+    config = load_config(MCNConfig, find_config(args.config, "mcn"))
+    if not config.data.sources:
+        raise ConfigError(f"{args.config}: lists no data.sources (show one dataset with --data)")
+    mix = open_sources(config)
+    print(coverage(mix))
+    for dataset, source in zip(mix.sources, mix.configs):
+        print(f"\n{source.label}:")
+        show_dataset(dataset, out_dir=args.out / source.label, limit=args.limit)
     return 0
 
 
@@ -56,7 +67,14 @@ def _cmd_train(args: argparse.Namespace) -> int:
         config_path = saved
     config = load_config(MCNConfig, config_path, args.overrides)
     categories = config.data.categories or args.categories
-    train_set = open_coco(args.data, args.ann, args.images, categories)
+    if config.data.sources:
+        if args.data or args.ann or args.images:
+            raise ConfigError("the config lists data.sources: give no --data, --ann or --images as well")
+        train_set = open_sources(config)
+        print(coverage(train_set))
+        categories = train_set.category_names
+    else:
+        train_set = open_coco(args.data, args.ann, args.images, categories)
     val_set = open_coco(args.val_data, None, None, categories) if args.val_data else None
     metrics = train(config, train_set, args.out, val_set=val_set, resume=args.resume, init=args.init)
     print(f"run folder: {args.out}")
@@ -64,8 +82,31 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _eval_sources(args: argparse.Namespace, predictor: Predictor) -> int:
+    """``mcn eval --config FILE``: each source of its data.sources on the tasks it labels."""
+    config = load_config(MCNConfig, find_config(args.config, "mcn"))
+    if not config.data.sources:
+        raise ConfigError(f"{args.config}: lists no data.sources (evaluate one dataset with --data)")
+    if args.data or args.ann or args.images:
+        raise ConfigError("--config with data.sources: give no --data, --ann or --images as well")
+    config.model.tasks = list(predictor.info.config.model.tasks)  # the model's tasks, whatever the file says
+    found = {}
+    for source, dataset, items, ids in evaluation_sets(config, predictor.info.category_names,
+                                                       predictor.info.config.data.image_size):
+        loader = DataLoader(items, batch_size=args.batch_size, num_workers=args.workers, collate_fn=collate_eval)
+        found[source.label] = evaluate(predictor, loader, dataset.coco, progress=True, total=len(loader),
+                                       tasks=dataset.tasks, category_ids=ids)
+        print(format_metrics(found[source.label], title=f"{source.label} ({len(dataset) - len(dataset.skipped)} "
+                                                         f"images, tasks {', '.join(dataset.tasks or ())})"))
+    if args.json:
+        atomic_write_text(args.json, json.dumps({"sources": found}, indent=2) + "\n")
+    return 0
+
+
 def _cmd_eval(args: argparse.Namespace) -> int:
     predictor = load_predictor(args.weights, args.precision)  # PyTorch weights or an exported .onnx
+    if args.config is not None:
+        return _eval_sources(args, predictor)
     info = predictor.info
     categories = [name for name in info.category_names]
     dataset = open_coco(args.data, args.ann, args.images, categories)
@@ -113,6 +154,8 @@ def register(systems: argparse._SubParsersAction) -> None:
 
     show = commands.add_parser("show", help="summarise a COCO dataset and draw its ground truth")
     add_data_args(show)
+    show.add_argument("--config", type=Path,
+                      help="a config with data.sources: each source's label coverage per task, then its summary")
     show.add_argument("--out", type=Path, default=Path("show"), help="folder for drawings (default ./show)")
     show.add_argument("--limit", type=int, default=16, help="images to draw (default 16)")
     show.set_defaults(func=_cmd_show)
@@ -132,6 +175,8 @@ def register(systems: argparse._SubParsersAction) -> None:
     evaluate = commands.add_parser("eval", help="COCO box/keypoint AP and segmentation IoU of trained weights")
     _add_weights_args(evaluate)
     add_data_args(evaluate, categories=False)
+    evaluate.add_argument("--config", type=Path,
+                          help="a config with data.sources: score each source on the tasks it labels")
     evaluate.add_argument("--json", type=Path, help="also write the metrics to this JSON file")
     evaluate.add_argument("--batch-size", type=int, default=8)
     evaluate.add_argument("--workers", type=int, default=1)

@@ -349,6 +349,21 @@ class CocoDataset(torch.utils.data.Dataset):
             "images_without_annotations": empty,
         }
 
+    def label_counts(self) -> dict[str, int]:
+        """Non-crowd objects of the selected categories with a box, with a ``segmentation``, and
+        with at least one labelled keypoint: what detection, segmentation and pose can learn from."""
+        counts = {"boxes": 0, "segmentations": 0, "keypoint_objects": 0}
+        for anns in self._anns_by_image.values():
+            for ann in anns:
+                if self._label_of.get(ann.get("category_id")) is None or ann.get("iscrowd", 0):
+                    continue
+                counts["boxes"] += 1
+                counts["segmentations"] += bool(ann.get("segmentation"))
+                values = ann.get("keypoints")
+                counts["keypoint_objects"] += isinstance(values, list) and any(
+                    is_number(v) and v > 0 for v in values[2::3])
+        return counts
+
     def validate(self, progress: bool = True) -> dict[str, Any]:
         """``summary()`` plus a walk over every sample (images decoded) listing the bad ones.
 

@@ -8,8 +8,9 @@ code has one path.
 
 from __future__ import annotations
 
+import math
 import os
-from collections.abc import Iterator, Sized
+from collections.abc import Iterator, Sequence, Sized
 from dataclasses import dataclass
 from typing import Any
 
@@ -170,9 +171,39 @@ class EpochSampler(Sampler[int]):
         return len(self.data_source)
 
 
-def make_sampler(dataset: Dataset, shuffle: bool = True, seed: int = 0, drop_last: bool = False) -> Sampler:
-    """DistributedSampler (each rank its own share) under torchrun, else an EpochSampler."""
+class WeightedEpochSampler(Sampler[int]):
+    """``len(weights)`` indices drawn with replacement, index i with probability proportional
+    to ``weights[i]``, in an order that depends only on ``(seed, epoch)``; under torchrun each
+    of ``world_size`` ranks takes every world_size-th draw from ``rank`` (padded to equal shares)."""
+
+    def __init__(self, weights: Sequence[float], seed: int = 0, rank: int = 0, world_size: int = 1) -> None:
+        self.weights = torch.as_tensor(list(weights), dtype=torch.float64)
+        if self.weights.numel() == 0 or bool((self.weights < 0).any()) or float(self.weights.sum()) <= 0:
+            raise ValueError("sampling weights must be non-negative with a positive sum")
+        self.seed, self.rank, self.world_size = seed, rank, world_size
+        self.epoch = 0
+        self.per_rank = math.ceil(len(self.weights) / world_size)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self) -> Iterator[int]:
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        draws = torch.multinomial(self.weights, self.per_rank * self.world_size, replacement=True,
+                                  generator=generator)
+        return iter(draws[self.rank::self.world_size].tolist())
+
+    def __len__(self) -> int:
+        return self.per_rank
+
+
+def make_sampler(dataset: Dataset, shuffle: bool = True, seed: int = 0, drop_last: bool = False,
+                 weights: Sequence[float] | None = None) -> Sampler:
+    """DistributedSampler (each rank its own share) under torchrun, else an EpochSampler; with
+    ``weights`` (one per sample) a WeightedEpochSampler, under torchrun as well."""
     info = dist_info()
+    if weights is not None:
+        return WeightedEpochSampler(weights, seed=seed, rank=info.rank, world_size=info.world_size)
     if info.enabled:
         return DistributedSampler(
             dataset, num_replicas=info.world_size, rank=info.rank, shuffle=shuffle, seed=seed, drop_last=drop_last
@@ -186,14 +217,16 @@ def make_loader(
     shuffle: bool = True,
     seed: int = 0,
     drop_last: bool = False,
+    weights: Sequence[float] | None = None,
     **loader_kwargs: Any,
 ) -> DataLoader:
     """A DataLoader with a per-epoch reproducible order and, under torchrun, a per-rank share.
 
-    ``batch_size`` is per process; ``loader_kwargs`` go to DataLoader (num_workers,
-    collate_fn, pin_memory, ...).
+    ``batch_size`` is per process; ``weights`` (one per sample) draw samples in proportion to
+    them instead of shuffling; ``loader_kwargs`` go to DataLoader (num_workers, collate_fn,
+    pin_memory, ...).
     """
-    sampler = make_sampler(dataset, shuffle=shuffle, seed=seed, drop_last=drop_last)
+    sampler = make_sampler(dataset, shuffle=shuffle, seed=seed, drop_last=drop_last, weights=weights)
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler, drop_last=drop_last, **loader_kwargs)
 
 

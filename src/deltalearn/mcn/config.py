@@ -3,11 +3,38 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
 from ..config import ConfigError
 from ..engine.config import TrainConfig
-from .tasks import TASKS, check_task_names
+from .tasks import TASKS, check_task_names, unknown_tasks
+
+
+@dataclass
+class SourceConfig:
+    """One COCO source of training data and the tasks its annotations label."""
+
+    data: str = ""  # a folder with annotations.json and images/ ...
+    ann: str = ""  # ... or a COCO annotation file
+    images: str = ""  # and its image folder
+    tasks: list[str] = field(default_factory=list)  # tasks it labels (others learn nothing from it); empty: all
+    weight: float = 1.0  # sampling weight of each of its images, relative to the other sources' images
+    name: str = ""  # in logs and reports; default: the folder or file name
+
+    def __post_init__(self) -> None:
+        where = self.name or self.data or self.ann or "a source"
+        if bool(self.data) == bool(self.ann) or bool(self.ann) != bool(self.images):
+            raise ConfigError(f"data.sources ({where}): give either data: DIR, or ann: FILE with images: DIR")
+        unknown = unknown_tasks(self.tasks)
+        if unknown:
+            raise ConfigError(f"data.sources ({where}): unknown tasks {unknown}")
+        if self.weight <= 0:
+            raise ConfigError(f"data.sources ({where}): weight must be above 0, got {self.weight}")
+
+    @property
+    def label(self) -> str:
+        return self.name or Path(self.data or self.ann).name
 
 
 @dataclass
@@ -21,6 +48,9 @@ class DataConfig:
     hue_jitter: float | None = None  # hue shift; None: min(0.05, color_jitter / 6); the costliest step on CPU
     cache_samples: bool = False  # keep decoded training samples in memory (small data sets)
     workers: int = 2  # DataLoader processes
+    # training sources, each with the tasks it labels; empty: the command line's --data (or
+    # --ann with --images), labelled for every task
+    sources: list[SourceConfig] = field(default_factory=list)
 
 
 @dataclass
@@ -68,6 +98,9 @@ class PoseLossConfig:
 
 @dataclass
 class LossConfig:
+    # how the tasks' losses add up: fixed (each task's terms at their weights, summed) or
+    # uncertainty (learned homoscedastic weights, Kendall, Gal and Cipolla, CVPR 2018)
+    weighting: Literal["fixed", "uncertainty"] = "fixed"
     det: DetLossConfig = field(default_factory=DetLossConfig)
     seg: SegLossConfig = field(default_factory=SegLossConfig)
     pose: PoseLossConfig = field(default_factory=PoseLossConfig)

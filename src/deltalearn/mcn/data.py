@@ -3,6 +3,7 @@ batches that keep what maps predictions back to the original images."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,9 +52,10 @@ class TrainCollate:
 class EvalDataset(Dataset):
     """``EvalItem`` per image of a CocoDataset; a bad image is skipped (None) and counted."""
 
-    def __init__(self, coco: CocoDataset, image_size: int) -> None:
+    def __init__(self, coco: CocoDataset, image_size: int, label_map: torch.Tensor | None = None) -> None:
         self.coco = coco
         self.letterbox = Letterbox(image_size)
+        self.label_map = label_map  # [dataset labels] -> model label of each, when their orders differ
 
     def __len__(self) -> int:
         return len(self.coco)
@@ -66,6 +68,8 @@ class EvalDataset(Dataset):
                 raise
             self.coco.record_skip(index, error)
             return None
+        if self.label_map is not None and len(sample.labels):
+            sample = dataclasses.replace(sample, labels=self.label_map[sample.labels])
         return EvalItem(self.letterbox(sample), sample.semantic_mask().to(torch.uint8))
 
 
@@ -75,15 +79,16 @@ def collate_eval(batch: Sequence[EvalItem | None]) -> list[EvalItem]:
 
 
 def open_coco(data: Path | None = None, ann: Path | None = None, images: Path | None = None,
-              categories: Sequence[str] | None = None, transforms=None) -> CocoDataset:  # noqa: ANN001
-    """A CocoDataset from ``--data DIR`` or ``--ann FILE --images DIR``."""
+              categories: Sequence[str] | None = None, transforms=None,  # noqa: ANN001
+              tasks: Sequence[str] | None = None) -> CocoDataset:
+    """A CocoDataset from ``--data DIR`` or ``--ann FILE --images DIR``, labelled for ``tasks`` (None: all)."""
     if data is not None and (ann is not None or images is not None):
         raise DataError(data, "give either --data or --ann with --images, not both")
     if data is not None:
-        return CocoDataset.from_dir(data, categories=categories or None, transforms=transforms)
+        return CocoDataset.from_dir(data, categories=categories or None, transforms=transforms, tasks=tasks)
     if ann is None or images is None:
         raise DataError("<command line>", "no data: give --data DIR, or --ann FILE with --images DIR")
-    return CocoDataset(ann, images, categories=categories or None, transforms=transforms)
+    return CocoDataset(ann, images, categories=categories or None, transforms=transforms, tasks=tasks)
 
 
 def training_transforms(config: DataConfig, keypoint_names: Sequence[str] | None = None) -> Callable:

@@ -18,10 +18,16 @@ TABLE_COLUMNS = (("seg IoU", "seg_iou"), ("seg mIoU", "seg_miou"), ("det AP", "d
 
 
 def evaluate(predictor: Predictor, batches: Iterable[list[EvalItem]], gt: dict, progress: bool = False,
-             total: int | None = None) -> dict[str, float]:
+             total: int | None = None, tasks: Sequence[str] | None = None,
+             category_ids: Sequence[int] | None = None) -> dict[str, float]:
     """The metrics of the enabled tasks on a dataset, keys as the command-line contract says:
-    ``det_ap``, ``det_ap50``, ``pose_ap``, ``pose_ap50``, ``seg_iou`` (person), ``seg_miou``."""
-    tasks = list(predictor.tasks)
+    ``det_ap``, ``det_ap50``, ``pose_ap``, ``pose_ap50``, ``seg_iou`` (person), ``seg_miou``.
+
+    ``tasks``: score only these (the tasks the data is labelled for; default all of the
+    model's). ``category_ids``: the dataset's COCO id of each model label (default the model's).
+    """
+    tasks = [t for t in predictor.tasks if tasks is None or t in tasks]
+    category_ids = list(category_ids if category_ids is not None else predictor.info.category_ids)
     results: dict[str, list[dict]] = {"det": [], "pose": []}
     matrix = ConfusionMatrix(predictor.info.num_classes + 1)
     image_ids: set[int] = set()
@@ -33,10 +39,10 @@ def evaluate(predictor: Predictor, batches: Iterable[list[EvalItem]], gt: dict, 
         decoded = predictor.decode(samples)
         for name in ("det", "pose"):
             if name in decoded:
-                results[name] += predictor.tasks[name].to_coco(decoded[name], samples, predictor.info.category_ids)
+                results[name] += predictor.tasks[name].to_coco(decoded[name], samples, category_ids)
         for found, item in zip(decoded.get("seg", []), items):
             matrix.update(labels_to_original(found.labels.cpu(), item.sample), item.semantic.long())
-    gt = gt_subset(gt, image_ids, predictor.info.category_ids)
+    gt = gt_subset(gt, image_ids, category_ids)
     metrics: dict[str, float] = {}
     if "det" in tasks:
         box = evaluate_coco(gt, results["det"], "bbox")

@@ -22,13 +22,14 @@ from .config import MCNConfig
 from .data import EvalDataset, TrainBatch, TrainCollate, collate_eval, training_transforms
 from .evaluate import evaluate
 from .predictor import TorchPredictor
+from .sources import SourceMix
 from .warm_start import warm_start
 from .weights import ModelInfo, build_model, person_label_of
 
 EVAL_BATCH = 8  # images per evaluation batch
 
 
-def model_info(config: MCNConfig, dataset: CocoDataset) -> ModelInfo:
+def model_info(config: MCNConfig, dataset: CocoDataset | SourceMix) -> ModelInfo:
     """The categories of ``dataset`` and the config, as every weights file will carry them."""
     keypoint_labels = [label for label, cat_id in enumerate(dataset.category_ids)
                        if cat_id in dataset.keypoint_category_ids]
@@ -44,7 +45,7 @@ def model_info(config: MCNConfig, dataset: CocoDataset) -> ModelInfo:
     )
 
 
-def train(config: MCNConfig, train_set: CocoDataset, run_dir: str | Path, val_set: CocoDataset | None = None,
+def train(config: MCNConfig, train_set: CocoDataset | SourceMix, run_dir: str | Path, val_set: CocoDataset | None = None,
           resume: bool = False, device: torch.device | str | None = None,
           init: str | Path | None = None) -> dict[str, Any]:
     """Train into ``run_dir`` (config.yaml, weights, metrics.jsonl); returns the final metrics.
@@ -66,6 +67,7 @@ def train(config: MCNConfig, train_set: CocoDataset, run_dir: str | Path, val_se
     workers = config.data.workers
     loader = make_loader(
         train_set, config.train.batch_size, shuffle=True, seed=config.train.seed, drop_last=len(train_set) > config.train.batch_size,
+        weights=train_set.sample_weights if isinstance(train_set, SourceMix) else None,
         num_workers=workers, collate_fn=TrainCollate(model.encode), persistent_workers=workers > 0,
     )
     skipped = {"count": 0}
