@@ -103,3 +103,29 @@ def test_encode_loss_backward_and_decode() -> None:
     assert decoded["pose"][1].keypoints.shape == (5, NUM_KEYPOINTS, 2)
     assert decoded["seg"][0].labels.shape == (size, size)
 
+
+
+def test_uncertainty_weighting_starts_as_the_sum_and_learns_smaller_weights_for_larger_losses() -> None:
+    loss = load_config(MCNConfig, None, ["loss.weighting=uncertainty"]).loss
+    model = mcn("resnet18", tasks=("det", "seg"), num_classes=NUM_CLASSES, loss=loss, **SMALL)
+    fixed = mcn("resnet18", tasks=("det", "seg"), num_classes=NUM_CLASSES, **SMALL)
+    assert fixed.weighting is None and set(model.weighting.log_vars) == {"det", "seg"}
+    assert all(k.startswith("weighting.") for k in set(model.state_dict()) - set(fixed.state_dict()))
+    per_task = {"det": torch.tensor(5.0), "seg": torch.tensor(0.2)}
+    assert model.weighting(per_task).item() == pytest.approx(5.2)  # s = 0: every weight 1
+    optimizer = torch.optim.SGD(model.weighting.parameters(), lr=0.1)
+    model.weighting(per_task).backward()
+    optimizer.step()
+    weights = model.weighting.weights()
+    assert weights["det"] < 1.0 < weights["seg"]
+
+
+def test_uncertainty_weighting_logs_its_weights_beside_the_terms() -> None:
+    loss = load_config(MCNConfig, None, ["loss.weighting=uncertainty"]).loss
+    model = mcn("resnet18", tasks=("det",), num_classes=NUM_CLASSES, loss=loss, **SMALL)
+    sample = Sample(image=torch.zeros(3, 64, 64, dtype=torch.uint8), boxes=torch.tensor([[8.0, 8.0, 40.0, 30.0]]),
+                    labels=torch.tensor([1]), masks=torch.zeros(1, 64, 64, dtype=torch.bool),
+                    keypoints=torch.zeros(1, NUM_KEYPOINTS, 3), crowd=torch.zeros(64, 64, dtype=torch.bool))
+    terms = model.loss(model(torch.randn(1, 3, 64, 64)), model.encode([sample]))
+    assert terms["weight.det"].item() == 1.0
+    assert terms["loss"].item() == pytest.approx(sum(v.item() for k, v in terms.items() if k.startswith("det.")))

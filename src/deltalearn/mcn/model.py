@@ -27,7 +27,8 @@ class MultitaskCenterNet(nn.Module):
     Encoding, losses and decoding are the tasks'; the model only delegates to them.
     """
 
-    def __init__(self, backbone: nn.Module, neck: nn.Module, tasks: Mapping[str, Task]) -> None:
+    def __init__(self, backbone: nn.Module, neck: nn.Module, tasks: Mapping[str, Task],
+                 weighting: UncertaintyWeighting | None = None) -> None:
         super().__init__()
         if not tasks:
             raise ValueError("a MultitaskCenterNet needs at least one task")
@@ -39,6 +40,7 @@ class MultitaskCenterNet(nn.Module):
         self.backbone = backbone
         self.neck = neck
         self.tasks = nn.ModuleDict(tasks)
+        self.weighting = weighting  # None: the tasks' weighted terms are summed as they are
 
     @property
     def output_stride(self) -> int:
@@ -61,17 +63,44 @@ class MultitaskCenterNet(nn.Module):
         return targets
 
     def loss(self, outputs: Mapping[str, torch.Tensor], targets: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Weighted loss terms of all tasks (``<task>.<term>``) and their sum under ``"loss"``."""
+        """Weighted loss terms of all tasks (``<task>.<term>``) and the total under ``"loss"``:
+        their sum, or with a ``weighting`` its combination of the per-task sums (and the
+        learned weights under ``weight.<task>``)."""
+        zero = torch.zeros((), device=next(iter(outputs.values())).device)
         terms: dict[str, torch.Tensor] = {}
-        for task in self.tasks.values():
-            terms.update(task.loss(outputs, targets))
-        terms[LOSS_TOTAL] = sum(terms.values(), torch.zeros((), device=next(iter(outputs.values())).device))
+        per_task: dict[str, torch.Tensor] = {}
+        for name, task in self.tasks.items():
+            found = task.loss(outputs, targets)
+            terms.update(found)
+            per_task[name] = sum(found.values(), zero)
+        if self.weighting is None:
+            terms[LOSS_TOTAL] = sum(per_task.values(), zero)
+        else:
+            terms[LOSS_TOTAL] = self.weighting(per_task)
+            terms.update({f"weight.{name}": weight for name, weight in self.weighting.weights().items()})
         return terms
 
     def decode(self, outputs: Mapping[str, torch.Tensor], **options: Any) -> dict[str, list[Any]]:
         """Per-task, per-image results; ``options[task_name]`` holds keyword options of one task."""
         return {name: task.decode(outputs, self.output_stride, **options.get(name, {}))
                 for name, task in self.tasks.items()}
+
+
+class UncertaintyWeighting(nn.Module):
+    """Learned homoscedastic task weighting (Kendall, Gal and Cipolla, CVPR 2018):
+    loss = sum over tasks of exp(-s_t) * L_t + s_t, with s_t = log sigma_t^2 learned per task
+    (0 at the start: every weight 1). A task whose loss stays high gets a smaller weight."""
+
+    def __init__(self, tasks: Sequence[str]) -> None:
+        super().__init__()
+        self.log_vars = nn.ParameterDict({name: nn.Parameter(torch.zeros(())) for name in tasks})
+
+    def forward(self, losses: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        return sum(torch.exp(-self.log_vars[name]) * loss + self.log_vars[name] for name, loss in losses.items())
+
+    def weights(self) -> dict[str, torch.Tensor]:
+        """exp(-s_t) per task, detached: the weight each task's loss gets now."""
+        return {name: torch.exp(-value.detach()) for name, value in self.log_vars.items()}
 
 
 def build_mcn(config: ModelConfig, num_classes: int = 1, person_label: int = 0, loss: LossConfig | None = None,
@@ -103,4 +132,5 @@ def build_mcn(config: ModelConfig, num_classes: int = 1, person_label: int = 0, 
             built[name] = PoseTask(person_label=person_label, pose_offsets=config.pose_offsets,
                                    max_objects=max_objects, term_weights=terms, regression=config.pose_regression,
                                    **common)
-    return MultitaskCenterNet(backbone, neck, built)
+    weighting = UncertaintyWeighting(list(built)) if loss.weighting == "uncertainty" else None
+    return MultitaskCenterNet(backbone, neck, built, weighting)
