@@ -15,6 +15,8 @@ for every task. Rows:
   grow_naive      grow_base + pose, trained on the det + pose half's keypoints only (every
                   parameter trains; nothing holds seg and det in place)
   grow_frozen     the same with backbone, neck and the seg and det heads frozen
+  grow_lwf        grow_naive with Learning without Forgetting (loss.distill=1): grow_base,
+                  frozen, teaches seg and det on the pose images while everything trains
 
 Each row writes its run under --out and its held-out metrics into --json at once (atomic),
 so a stopped run resumes where it was: rows already in the JSON are skipped.
@@ -52,7 +54,7 @@ from deltalearn.mcn.train import train
 
 VAL_SEED_OFFSET = 1000
 ROWS = ("all_labels", "split", "split_naive", "all_uncertainty", "split_uncertainty", "only_det", "only_seg",
-        "only_det_pose", "grow_base", "grow_naive", "grow_frozen")
+        "only_det_pose", "grow_base", "grow_naive", "grow_frozen", "grow_lwf")
 GROW_FROZEN = ["backbone", "neck", "tasks.det", "tasks.seg"]
 
 
@@ -105,6 +107,7 @@ def row_config(row: str, epochs: int, seed: int, halves: tuple[Path, Path], imag
     if row.startswith("grow_") and row != "grow_base":
         config.data.sources = [SourceConfig(ann=str(det_pose), images=str(images), tasks=["pose"], name="pose_only")]
         config.train.freeze = GROW_FROZEN if row == "grow_frozen" else []
+        config.loss.distill = 1.0 if row == "grow_lwf" else 0.0
         config.train.epochs = config.train.val_every = 2 * epochs  # half the images: the same number of steps
     return config
 
@@ -192,7 +195,7 @@ def main() -> None:
             print(f"{row}: done already, skipped")
             continue
         config = row_config(row, args.epochs, args.seed, halves, train_dir / "images", args.overrides)
-        init = args.out / "grow_base" if row in ("grow_naive", "grow_frozen") else None
+        init = args.out / "grow_base" if row.startswith("grow_") and row != "grow_base" else None
         if init is not None and "grow_base" not in rows:
             raise SystemExit(f"{row} starts from grow_base: run it first")
         started = time.time()

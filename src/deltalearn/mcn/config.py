@@ -101,6 +101,10 @@ class LossConfig:
     # how the tasks' losses add up: fixed (each task's terms at their weights, summed) or
     # uncertainty (learned homoscedastic weights, Kendall, Gal and Cipolla, CVPR 2018)
     weighting: Literal["fixed", "uncertainty"] = "fixed"
+    # Learning without Forgetting (Li and Hoiem, 2016) when growing a network from --init: on
+    # each training image, every task of the --init network that the image is not labelled for
+    # learns to match that network's outputs, at this weight (0: off; needs --init)
+    distill: float = 0.0
     det: DetLossConfig = field(default_factory=DetLossConfig)
     seg: SegLossConfig = field(default_factory=SegLossConfig)
     pose: PoseLossConfig = field(default_factory=PoseLossConfig)

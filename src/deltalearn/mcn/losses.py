@@ -63,3 +63,38 @@ def dice_loss(logits: torch.Tensor, target: torch.Tensor, smooth: float = 1.0) -
     overlap = (prob * one_hot).sum(dims)
     total = prob.sum(dims) + one_hot.sum(dims)
     return 1.0 - ((2.0 * overlap + smooth) / (total + smooth)).mean()
+
+
+# Distillation of a trained network's outputs (Learning without Forgetting, Li and Hoiem 2016)
+DISTILL_TEMPERATURE = 2.0  # softens both softmaxes of the segmentation distillation (Hinton et al. 2015)
+DISTILL_PEAK = 0.3  # a teacher heatmap cell that is a 3x3 maximum above this counts as one object
+
+
+def heatmap_distillation(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    """KL(teacher || student) of the per-cell Bernoulli distributions of two sigmoid heatmaps
+    (logits [B, C, h, w]), summed over cells and divided by the teacher's peaks (at least 1),
+    as the focal loss divides by the objects. Zero when the logits agree."""
+    teacher = teacher.float()
+    target = torch.sigmoid(teacher)
+    cross = F.binary_cross_entropy_with_logits(student.float(), target, reduction="sum")
+    entropy = F.binary_cross_entropy_with_logits(teacher, target, reduction="sum")
+    peaks = (target == F.max_pool2d(target, 3, stride=1, padding=1)) & (target > DISTILL_PEAK)
+    return (cross - entropy).clamp(min=0.0) / peaks.sum().clamp(min=1)
+
+
+def softmax_distillation(student: torch.Tensor, teacher: torch.Tensor,
+                         temperature: float = DISTILL_TEMPERATURE) -> torch.Tensor:
+    """Hinton's distillation loss on class logits [B, C, h, w]: T^2 KL(teacher || student) of
+    the softmaxes at temperature T over the channel axis, averaged over cells."""
+    log_student = F.log_softmax(student.float() / temperature, dim=1)
+    log_teacher = F.log_softmax(teacher.float() / temperature, dim=1)
+    kl = (log_teacher.exp() * (log_teacher - log_student)).sum(dim=1)
+    return temperature ** 2 * kl.mean()
+
+
+def gated_l1(student: torch.Tensor, teacher: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:
+    """Mean absolute difference of two regression maps [B, D, h, w], each cell weighted by
+    ``gate`` [B, 1, h, w] (where the teacher sees objects, so that empty cells, which no loss
+    ever trained, do not count)."""
+    error = (student.float() - teacher.float()).abs().mean(dim=1, keepdim=True)
+    return (error * gate).sum() / gate.sum().clamp(min=1e-6)

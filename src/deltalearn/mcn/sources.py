@@ -53,6 +53,13 @@ class SourceMix(Dataset):
         self.ann_file = first.ann_file
 
     @property
+    def labelled_tasks(self) -> set[str] | None:
+        """The tasks some source labels; None when a source labels every task."""
+        if any(source.tasks is None for source in self.sources):
+            return None
+        return {task for source in self.sources for task in source.tasks}
+
+    @property
     def skipped(self) -> list[tuple[str, str]]:
         return [entry for source in self.sources for entry in source.skipped]
 
@@ -109,7 +116,8 @@ def check_labels(dataset: CocoDataset, source: SourceConfig) -> None:
 
 def open_sources(config: MCNConfig) -> SourceMix:
     """The training sources of ``config.data.sources`` as one SourceMix; every enabled task must
-    be labelled by at least one source."""
+    be labelled by at least one source, unless ``loss.distill`` lets the --init network teach
+    it (:func:`deltalearn.mcn.train.train` checks that it can)."""
     tasks = list(config.model.tasks)
     categories: list[str] | None = list(config.data.categories) or None
     opened = []
@@ -119,7 +127,7 @@ def open_sources(config: MCNConfig) -> SourceMix:
         categories = categories or list(dataset.category_names)
         opened.append(dataset)
     unlabelled = [t for t in tasks if not any(t in (d.tasks or ()) for d in opened)]
-    if unlabelled:
+    if unlabelled and config.loss.distill <= 0:
         raise ConfigError(f"model.tasks {tasks}: no source of data.sources labels {unlabelled}")
     return SourceMix(opened, config.data.sources)
 

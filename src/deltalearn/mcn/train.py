@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import warnings
 from pathlib import Path
 from collections.abc import Callable
@@ -13,6 +14,7 @@ from torch.utils.data import DataLoader
 
 from ..config import ConfigError, save_config
 from ..data.coco import CocoDataset
+from ..data.io import atomic_write_text
 from ..data.keypoints import KEYPOINT_NAMES, SKELETON
 from ..engine.distributed import make_loader, print0, unwrap_model
 from ..engine.precision import Precision
@@ -20,6 +22,7 @@ from ..engine.trainer import Trainer
 from .backbones import normalize_images
 from .config import MCNConfig
 from .data import EvalDataset, TrainBatch, TrainCollate, collate_eval, training_transforms
+from .distill import Distiller
 from .evaluate import evaluate
 from .predictor import TorchPredictor
 from .sources import SourceMix
@@ -27,6 +30,7 @@ from .warm_start import warm_start
 from .weights import ModelInfo, build_model, person_label_of
 
 EVAL_BATCH = 8  # images per evaluation batch
+INIT_RECORD = "init.json"  # in a run folder: the --init source and what it loaded
 
 
 def model_info(config: MCNConfig, dataset: CocoDataset | SourceMix) -> ModelInfo:
@@ -51,7 +55,9 @@ def train(config: MCNConfig, train_set: CocoDataset | SourceMix, run_dir: str | 
     """Train into ``run_dir`` (config.yaml, weights, metrics.jsonl); returns the final metrics.
 
     init: a run folder or weights file whose tensors of matching name and shape the new
-    network starts from (see :mod:`.warm_start`); the metrics then say what was loaded.
+    network starts from (see :mod:`.warm_start`); the metrics then say what was loaded, and
+    ``run_dir/init.json`` records it. With ``config.loss.distill`` it also stays as the teacher
+    of the tasks each sample is not labelled for (:mod:`.distill`), a resumed run's too.
     """
     if init is not None and resume:
         raise ConfigError("--init and --resume exclude each other: resume continues the run's own weights")
@@ -62,6 +68,20 @@ def train(config: MCNConfig, train_set: CocoDataset | SourceMix, run_dir: str | 
     if init is not None:
         report = warm_start(model, init)
         print0(report.describe())
+    distiller = None
+    if config.loss.distill > 0:
+        teacher = report.source if report is not None else _recorded_init(run_dir) if resume else None
+        if teacher is None:
+            raise ConfigError("loss.distill needs --init: the trained network whose tasks the new one keeps")
+        distiller = Distiller.from_weights(teacher, model, info, config.loss.distill)
+        print0(f"distilling {', '.join(distiller.tasks)} from {teacher} (Learning without Forgetting, "
+               f"weight {config.loss.distill}) on the samples not labelled for them")
+    labelled = train_set.labelled_tasks if isinstance(train_set, SourceMix) else None
+    distilled = distiller.tasks if distiller is not None else []
+    untaught = [task for task in config.model.tasks if labelled is not None and task not in labelled | set(distilled)]
+    if untaught:
+        raise ConfigError(f"model.tasks {list(config.model.tasks)}: no source of data.sources labels {untaught}"
+                          + (", and the --init network cannot teach them" if distiller else ""))
     train_set.transforms = training_transforms(config.data, info.keypoint_names)
     train_set.cache_samples = config.data.cache_samples
     workers = config.data.workers
@@ -84,6 +104,10 @@ def train(config: MCNConfig, train_set: CocoDataset | SourceMix, run_dir: str | 
             images = images.contiguous(memory_format=torch.channels_last)
         outputs = {key: value.float() for key, value in network(images).items()}
         terms = unwrap_model(network).loss(outputs, batch.targets)
+        if distiller is not None:
+            taught = distiller.loss(unwrap_model(network), images, outputs, batch.targets)
+            terms |= taught
+            terms["loss"] = terms["loss"] + sum(taught.values())
         for task in config.model.tasks:  # how many samples of the batch each task learned from
             terms[f"samples.{task}"] = batch.targets[f"{task}.labelled"].sum()
         return terms
@@ -94,6 +118,8 @@ def train(config: MCNConfig, train_set: CocoDataset | SourceMix, run_dir: str | 
 
     run_dir.mkdir(parents=True, exist_ok=True)
     save_config(config, run_dir / "config.yaml")
+    if report is not None:
+        atomic_write_text(run_dir / INIT_RECORD, json.dumps(report.metrics() | report.by_part_counts(), indent=2) + "\n")
     trainer = Trainer(model, loss_fn, loader, config.train, run_dir, evaluate=evaluate_fn, resume=resume,
                       metadata=info.metadata())
     metrics = trainer.fit()
@@ -104,6 +130,15 @@ def train(config: MCNConfig, train_set: CocoDataset | SourceMix, run_dir: str | 
     if report is not None:
         metrics |= report.metrics()
     return metrics
+
+
+def _recorded_init(run_dir: Path) -> Path:
+    """The --init source that ``run_dir``'s run started from (its init.json)."""
+    record = run_dir / INIT_RECORD
+    try:
+        return Path(json.loads(record.read_text())["init"])
+    except (OSError, ValueError, KeyError) as error:
+        raise ConfigError(f"{record}: cannot read the --init source that loss.distill resumes with ({error})") from None
 
 
 def _validation(val_set: CocoDataset, config: MCNConfig, info: ModelInfo,

@@ -71,6 +71,11 @@ class WarmStartReport:
             lines.append(line)
         return "\n".join(lines)
 
+    def by_part_counts(self) -> dict[str, dict[str, int]]:
+        """``{"parts": {part: {kind: count}}}``: what :meth:`describe` prints, as numbers."""
+        return {"parts": {part: {kind: len(names) for kind, names in kinds.items()}
+                          for part, kinds in self.by_part().items()}}
+
     def metrics(self) -> dict[str, Any]:
         """The init source and counts, for a run's returned metrics."""
         return {"init": str(self.source), "init_loaded": len(self.loaded), "init_new": len(self.new),

@@ -11,11 +11,13 @@ import torch
 from torch import nn
 
 from ...data.sample import Sample
+from ..losses import gated_l1, heatmap_distillation, softmax_distillation
 
 HEAD_KERNEL = 3  # the hidden conv of every head, as CenterNet
 # where a task's hidden 3x3 conv sits: one per output (CenterNet's), or one per task that all
 # of the task's 1x1 output convs share (a third of the head cost for detection and pose)
 HEAD_TRUNKS = ("per_output", "per_task")
+DISTILL_GATE = 0.1  # teacher heatmap cells below this carry no weight in regression distillation
 
 
 @dataclass(frozen=True)
@@ -74,6 +76,10 @@ class Task(nn.Module):
     # targets that make a sample count for nothing in the loss, and their fill values: loss
     # weights and masks 0, heatmaps 0 (no positives), label maps the ignore index
     ignored_targets: ClassVar[dict[str, float]] = {}
+    # how :meth:`distill` matches each output to a trained network's: output -> (rule, gate,
+    # loss term whose weight it takes). Rules: "heatmap" (sigmoid logits), "softmax" (class
+    # logits), "regression" (L1 where the output ``gate`` names, a sigmoid heatmap, sees objects)
+    distilled: ClassVar[dict[str, tuple[str, str | None, str]]] = {}
 
     def __init__(self, heads: Mapping[str, HeadSpec], in_channels: int, head_channels: int = 64,
                  weight: float = 1.0, term_weights: Mapping[str, float] | None = None,
@@ -151,6 +157,25 @@ class Task(nn.Module):
                    terms: set[str]) -> dict[str, torch.Tensor]:
         """Unweighted loss terms named in ``terms``, keyed by term name."""
         raise NotImplementedError
+
+    def distill(self, outputs: Mapping[str, torch.Tensor], teacher: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """The loss that keeps this task's ``outputs`` close to a trained network's (``teacher``,
+        the same keys): each output by its ``distilled`` rule, at its loss term's weight, summed."""
+        total = torch.zeros((), device=next(iter(outputs.values())).device)
+        for name, (rule, gate, term) in self.distilled.items():
+            weight = self.term_weights[term] * self.weight
+            if weight == 0:
+                continue
+            student, target = outputs[self.key(name)], teacher[self.key(name)]
+            if rule == "heatmap":
+                loss = heatmap_distillation(student, target)
+            elif rule == "softmax":
+                loss = softmax_distillation(student, target)
+            else:
+                seen = torch.sigmoid(teacher[gate].float()).amax(dim=1, keepdim=True)
+                loss = gated_l1(student, target, seen * (seen > DISTILL_GATE))
+            total = total + weight * loss
+        return total
 
     def decode_batched(self, outputs: Mapping[str, torch.Tensor], output_stride: int, **options: Any) -> Results:
         """Results of the whole batch (fields [B, ...]) in input-image pixels, from export-friendly

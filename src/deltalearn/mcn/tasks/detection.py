@@ -90,6 +90,8 @@ class DetectionTask(Task):
     min_cells = TOP_K
     ignored_targets = {"heatmap": 0.0, "heatmap_weight": 0.0, "mask": 0.0, "region_weight": 0.0}
     default_term_weights = {"heatmap": 1.0, "size": 0.1, "offset": 1.0}  # CenterNet's weights
+    distilled = {"heatmap": ("heatmap", None, "heatmap"), "size": ("regression", "det.heatmap", "size"),
+                 "offset": ("regression", "det.heatmap", "offset")}
 
     def __init__(self, num_classes: int, in_channels: int, head_channels: int = 64,
                  max_objects: int = MAX_OBJECTS, weight: float = 1.0,

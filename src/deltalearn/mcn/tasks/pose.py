@@ -137,6 +137,10 @@ class PoseTask(Task):
     min_cells = max(POSE_TOP_K, KEYPOINT_CANDIDATES)
     requirement_reason = "keypoints are regressed from the person centers of the detection heatmap"
     default_term_weights = {"heatmap": 1.0, "displacement": 1.0, "offset": 1.0}
+    # displacements are read at person centers (the detection heatmap), offsets at keypoint peaks
+    distilled = {"heatmap": ("heatmap", None, "heatmap"),
+                 "displacement": ("regression", "det.heatmap", "displacement"),
+                 "offset": ("regression", "pose.heatmap", "offset")}
 
     def __init__(self, in_channels: int, head_channels: int = 64, person_label: int = 0,
                  pose_offsets: str = "per_joint", max_objects: int = MAX_OBJECTS, weight: float = 1.0,

@@ -75,6 +75,7 @@ class SegmentationTask(Task):
     result_type = SemanticMaps
     ignored_targets = {"mask": IGNORE_INDEX}
     default_term_weights = {"ce": 1.0, "dice": 0.0}
+    distilled = {"logits": ("softmax", None, "ce")}
 
     def __init__(self, num_classes: int, in_channels: int, head_channels: int = 64, weight: float = 1.0,
                  term_weights: Mapping[str, float] | None = None, head_trunk: str = "per_output") -> None:
