@@ -6,6 +6,9 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import os
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -184,3 +187,26 @@ def test_evaluation_maps_a_sources_labels_and_ids_onto_the_models_by_name(folder
         assert torch.equal(b_items[index].semantic, o_items[index].semantic)
         seen |= set(b_items[index].semantic.unique().tolist()) - {0, 255}
     assert len(seen) >= 2  # several classes: a wrong label map would show
+
+
+@pytest.mark.skipif(not torch.distributed.is_available(), reason="this torch build has no torch.distributed")
+def test_sources_train_under_torchrun(folders: dict[str, Path], tmp_path: Path) -> None:
+    """Two processes (gloo) train from the weighted mix of a det + pose and a seg source: each
+    batch may lack a task on one rank, and DDP must still agree; rank 0 alone prints and writes."""
+    config = tmp_path / "sources.yaml"
+    config.write_text(yaml.safe_dump({"data": {"sources": [{"data": str(folders["a"]), "tasks": ["det", "pose"]},
+                                                           {"data": str(folders["b"]), "tasks": ["seg"],
+                                                            "weight": 2.0}]}}))
+    src = str(Path(__file__).resolve().parents[2] / "src")
+    env = os.environ | {"OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(filter(None, [src, os.environ.get("PYTHONPATH")]))}
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+               "-m", "deltalearn.cli", "mcn", "train", "--config", str(config), "--out", str(tmp_path / "run"),
+               *TINY, "train.epochs=2"]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("source a: 6 images, weight 1, labels det") == 1  # rank 0 only
+    assert done.stdout.count("run folder: ") == 1
+    records = [r for r in read_metrics(tmp_path / "run") if r["split"] == "train"]
+    assert [r["step"] for r in records] == [1, 2]  # 12 images, 2 ranks, batches of 4: 1 step per epoch
+    assert all({"samples.det", "samples.seg", "samples.pose"} <= set(r) for r in records)
+    assert (tmp_path / "run" / "last.safetensors").is_file()

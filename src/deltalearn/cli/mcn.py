@@ -11,6 +11,7 @@ from torch.utils.data import DataLoader
 from ..config import ConfigError, find_config, load_config
 from ..data.io import atomic_write_text
 from ..data.synth import SCENES, generate_people
+from ..engine.distributed import print0
 from ..export.runtime import load_predictor
 from ..mcn.config import MCNConfig
 from ..mcn.data import EvalDataset, collate_eval, open_coco
@@ -71,14 +72,14 @@ def _cmd_train(args: argparse.Namespace) -> int:
         if args.data or args.ann or args.images:
             raise ConfigError("the config lists data.sources: give no --data, --ann or --images as well")
         train_set = open_sources(config)
-        print(coverage(train_set))
+        print0(coverage(train_set))
         categories = train_set.category_names
     else:
         train_set = open_coco(args.data, args.ann, args.images, categories)
     val_set = open_coco(args.val_data, None, None, categories) if args.val_data else None
     metrics = train(config, train_set, args.out, val_set=val_set, resume=args.resume, init=args.init)
-    print(f"run folder: {args.out}")
-    print(format_metrics({k: v for k, v in metrics.items() if k in METRIC_KEYS}))
+    print0(f"run folder: {args.out}")
+    print0(format_metrics({k: v for k, v in metrics.items() if k in METRIC_KEYS}))
     return 0
 
 
