@@ -14,7 +14,7 @@ from ..data.errors import DataError, DataWarning
 from ..data.io import IMAGE_SUFFIXES, atomic_write_text, list_images, load_rgb
 from ..data.sample import Sample, empty_targets
 from ..data.transforms import Letterbox
-from ..viz.draw import draw_instances, palette, save_png
+from ..viz.draw import MIN_DRAW_SIDE, draw_instances, palette, save_png
 from .predictor import Predictor
 from .weights import ModelInfo
 from .tasks.base import boxes_to_original
@@ -78,8 +78,9 @@ def _predict_batch(predictor: Predictor, batch: Sequence[tuple[Sample, Sample]],
 
 
 def draw_prediction(image: torch.Tensor, sample: Sample, found: dict, info: ModelInfo,
-                    score_threshold: float) -> torch.Tensor:
-    """Boxes with class and score, the semantic mask, skeletons; in original pixels."""
+                    score_threshold: float, min_side: int = MIN_DRAW_SIDE) -> torch.Tensor:
+    """Boxes with class and score, the semantic mask, skeletons; in original pixels, a small
+    image upscaled to ``min_side`` (0: never)."""
     colours = palette(info.num_classes)
     boxes = labels = masks = keypoints = None
     box_colours: list[tuple[int, int, int]] = []
@@ -101,4 +102,5 @@ def draw_prediction(image: torch.Tensor, sample: Sample, found: dict, info: Mode
         xy = sample.to_original(pose.keypoints[keep].float().cpu())
         keypoints = torch.cat([xy, torch.full_like(xy[..., :1], 2.0)], dim=-1)
     return draw_instances(image, boxes, labels, masks, keypoints, colours=box_colours, mask_colours=mask_colours,
-                          skeleton=[tuple(limb) for limb in info.skeleton], keypoint_names=info.keypoint_names)
+                          skeleton=[tuple(limb) for limb in info.skeleton], keypoint_names=info.keypoint_names,
+                          min_side=min_side)

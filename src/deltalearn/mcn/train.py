@@ -77,11 +77,11 @@ def train(config: MCNConfig, train_set: CocoDataset | SourceMix, run_dir: str | 
         print0(f"distilling {', '.join(distiller.tasks)} from {teacher} (Learning without Forgetting, "
                f"weight {config.loss.distill}) on the samples not labelled for them")
     labelled = train_set.labelled_tasks if isinstance(train_set, SourceMix) else None
-    distilled = distiller.tasks if distiller is not None else []
-    untaught = [task for task in config.model.tasks if labelled is not None and task not in labelled | set(distilled)]
-    if untaught:
-        raise ConfigError(f"model.tasks {list(config.model.tasks)}: no source of data.sources labels {untaught}"
-                          + (", and the --init network cannot teach them" if distiller else ""))
+    if distiller is not None and labelled is not None:  # open_sources let the teacher cover them
+        untaught = [task for task in config.model.tasks if task not in labelled | set(distiller.tasks)]
+        if untaught:
+            raise ConfigError(f"model.tasks {list(config.model.tasks)}: no source of data.sources labels {untaught}, "
+                              "and the --init network cannot teach them")
     train_set.transforms = training_transforms(config.data, info.keypoint_names)
     train_set.cache_samples = config.data.cache_samples
     workers = config.data.workers

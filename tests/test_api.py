@@ -1,0 +1,101 @@
+"""The Python API: ``from deltalearn import MCN``; paths, arrays and PIL images in, one result
+per item out, in original pixels, equal to the CLI's predictions; ONNX files too; typed errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import deltalearn
+from deltalearn import MCN, MCNResult
+from deltalearn.cli import main
+from deltalearn.data.errors import DataError
+from deltalearn.data.io import load_rgb
+from deltalearn.engine.checkpoint import CheckpointError
+
+from .export.settings import SIZE, TINY
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("api")
+    assert main(["mcn", "synth", "--out", str(root / "set"), "--images", "8", "--size", str(SIZE), "--seed", "5",
+                 "--workers", "1"]) == 0
+    assert main(["mcn", "train", "--data", str(root / "set"), "--out", str(root / "run"), *TINY,
+                 "train.epochs=24"]) == 0
+    assert main(["mcn", "export", "--weights", str(root / "run"), "--out", str(root / "model.onnx")]) == 0
+    images = sorted((root / "set" / "images").iterdir())
+    return {"run": root / "run", "onnx": root / "model.onnx", "images": images, "root": root}
+
+
+def test_lazy_top_level_names() -> None:
+    assert deltalearn.MCN is MCN
+    with pytest.raises(AttributeError, match="no attribute 'nothing'"):
+        deltalearn.nothing  # noqa: B018
+
+
+def test_predict_takes_paths_arrays_tensors_and_pil_images(run: dict[str, Path]) -> None:
+    model = MCN(run["run"], precision="fp32", score_threshold=0.1)
+    assert model.tasks == ["det", "seg", "pose"] and "person" in model.names
+    path = run["images"][0]
+    pixels = load_rgb(path)
+    wide = np.ascontiguousarray(pixels[: SIZE // 2])  # [32, 64, 3]: letterboxed, mapped back
+    items = [str(path), pixels, torch.from_numpy(wide), Image.fromarray(pixels)]
+    results = model.predict(items, batch=3)
+    assert len(results) == 4 and all(isinstance(r, MCNResult) for r in results)
+    for result, (height, width) in zip(results, [(SIZE, SIZE), (SIZE, SIZE), (SIZE // 2, SIZE), (SIZE, SIZE)]):
+        assert result.image.shape == (height, width, 3)
+        assert result.boxes.shape == (len(result.scores), 4) and result.labels.shape == result.scores.shape
+        assert (result.scores >= 0.1).all() and (np.diff(result.scores) <= 0).all()
+        assert (result.boxes[:, [0, 2]] >= 0).all() and (result.boxes[:, [0, 2]] <= width).all()
+        assert (result.boxes[:, [1, 3]] >= 0).all() and (result.boxes[:, [1, 3]] <= height).all()
+        assert result.keypoints.shape == (len(result.person_scores), 17, 3)
+        assert result.semantic.shape == (height, width) and result.semantic.max() <= len(model.names)
+        assert result.plot(min_side=0).shape == (height, width, 3) and result.plot().dtype == np.uint8
+        assert max(result.plot().shape[:2]) >= 512  # small images are drawn larger, legibly
+    assert len(results[0].boxes) > 0  # a trained model finds something
+    for other in (results[1], results[3]):  # the same pixels, the same results (up to float sums of other batches)
+        np.testing.assert_allclose(other.boxes, results[0].boxes, atol=1e-4)
+        np.testing.assert_array_equal(other.semantic, results[0].semantic)
+    assert results[0].source == str(path) and results[1].source == ""
+    single = model.predict(path)
+    assert len(single) == 1 and np.allclose(single[0].boxes, results[0].boxes, atol=1e-4)
+
+
+def test_to_coco_equals_the_cli_predictions(run: dict[str, Path], tmp_path: Path) -> None:
+    source = run["images"][0]
+    assert main(["mcn", "predict", "--weights", str(run["run"]), "--precision", "fp32", "--source", str(source),
+                 "--out", str(tmp_path), "--score", "0.1"]) == 0
+    cli = json.loads((tmp_path / "predictions.json").read_text())
+    for entry in cli:
+        entry.pop("file_name")
+    api = MCN(run["run"], precision="fp32", score_threshold=0.1).predict([source])[0].to_coco(image_id=1)
+    assert {"det", "pose"} <= {entry["task"] for entry in api}  # seg entries only where a class is found
+    assert api == cli
+
+
+def test_an_onnx_file_predicts_like_the_weights(run: dict[str, Path]) -> None:
+    items = [str(path) for path in run["images"][:3]]
+    eager = MCN(run["run"], precision="fp32", score_threshold=0.2).predict(items)
+    onnx = MCN(run["onnx"], score_threshold=0.2).predict(items)
+    for a, b in zip(eager, onnx):
+        assert len(a.boxes) == len(b.boxes)
+        np.testing.assert_allclose(a.boxes, b.boxes, atol=0.05)
+        assert (a.semantic != b.semantic).mean() < 0.01
+
+
+def test_errors_are_typed_and_name_the_input(run: dict[str, Path], tmp_path: Path) -> None:
+    model = MCN(run["run"])
+    with pytest.raises(DataError, match=f"{tmp_path / 'missing.png'}: "):
+        model.predict([tmp_path / "missing.png"])
+    with pytest.raises(DataError, match=r"item 1: not an RGB image: expected an \[H, W, 3\] uint8 array, got \[8, 8\]"):
+        model.predict([load_rgb(run["images"][0]), np.zeros((8, 8), np.uint8)])
+    with pytest.raises(ValueError, match="batch must be at least 1"):
+        model.predict(run["images"][0], batch=0)
+    with pytest.raises(CheckpointError, match="weights file not found"):
+        MCN(tmp_path / "nothing.safetensors")
