@@ -45,6 +45,7 @@ def test_tiny_model_learns_a_regression(tmp_path: Path) -> None:
     assert epoch_losses[-1] < 0.1 * epoch_losses[0]
     assert result["epoch"] == 15 and result["step"] == 15 * 8
     assert result["train_loss"] == pytest.approx(epoch_losses[-1])
+    assert (tmp_path / "curves.png").stat().st_size > 10_000  # every run draws its curves
 
 
 def test_lr_factor_at_known_iterations() -> None:

@@ -44,8 +44,9 @@ from .distributed import (
     unwrap_model,
     wrap_model,
 )
+from .curves import CURVES_FILE, plot_curves
 from .freeze import freeze, hold_norms
-from .metrics_log import MetricsLog
+from .metrics_log import MetricsLog, read_metrics
 from .precision import autocast, grad_scaler, prepare_model, resolve_precision
 
 _END = object()  # marks the end of the loader's batches
@@ -278,6 +279,7 @@ class Trainer:
                 self._save_checkpoint(val)
         finally:
             log.close()
+            self._draw_curves()
         barrier()
         result = {"epoch": self.epoch, "step": self.global_step, "stopped_early": stopped}
         return result | {f"train_{k}": v for k, v in train.items()} | val
@@ -362,8 +364,18 @@ class Trainer:
                 metrics = {k: float(v) for k, v in self.evaluate_fn(model).items()}
             self._train_mode()
             log.log({"split": "val", "epoch": number, "step": self.global_step, **metrics})
+            self._draw_curves()
         barrier()
         return metrics
+
+    def _draw_curves(self) -> None:
+        """Redraw run_dir/curves.png from metrics.jsonl (rank 0); a failure only warns."""
+        if not self.dist.is_main:
+            return
+        try:
+            plot_curves(read_metrics(self.run_dir), self.run_dir / CURVES_FILE, title=str(self.run_dir))
+        except (OSError, ValueError) as error:
+            warnings.warn(f"{self.run_dir / CURVES_FILE}: not drawn ({error})", stacklevel=2)
 
     # ---- checkpoints -------------------------------------------------------------------
 
