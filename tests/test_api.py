@@ -4,6 +4,7 @@ per item out, in original pixels, equal to the CLI's predictions; ONNX files too
 from __future__ import annotations
 
 import json
+import tracemalloc
 from pathlib import Path
 
 import numpy as np
@@ -13,9 +14,11 @@ from PIL import Image
 
 import deltalearn
 from deltalearn import MCN, MCNResult
-from deltalearn.cli import main
+from deltalearn.cli import EXIT_BAD_INPUT, main
 from deltalearn.data.errors import DataError
-from deltalearn.data.io import load_rgb
+from deltalearn.data.io import atomic_write_bytes, encode_png, load_rgb
+from deltalearn.data.synth.video import VIDEO_FILE, generate_people_video
+from deltalearn.data.video import FrameSource
 from deltalearn.engine.checkpoint import CheckpointError
 
 from .export.settings import SIZE, TINY
@@ -99,3 +102,75 @@ def test_errors_are_typed_and_name_the_input(run: dict[str, Path], tmp_path: Pat
         model.predict(run["images"][0], batch=0)
     with pytest.raises(CheckpointError, match="weights file not found"):
         MCN(tmp_path / "nothing.safetensors")
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("clip")
+    generate_people_video(folder, frames=10, size=SIZE, persons=2, fps=5.0)
+    return folder / VIDEO_FILE
+
+
+def test_predict_a_video_with_tracking_writes_an_mp4_and_one_line_per_frame(run: dict[str, Path], clip: Path,
+                                                                             tmp_path: Path, capsys) -> None:
+    capsys.readouterr()
+    assert main(["mcn", "predict", "--weights", str(run["run"]), "--source", str(clip), "--out", str(tmp_path),
+                 "--track", "--score", "0.1"]) == 0
+    assert "10 frame(s) at " in capsys.readouterr().out
+    lines = [json.loads(line) for line in (tmp_path / "predictions.jsonl").read_text().splitlines()]
+    assert [line["frame"] for line in lines] == list(range(10))
+    assert all(line["time_ms"] > 0 for line in lines)
+    objects = [o for line in lines for o in line["objects"]]
+    assert objects and all({"track_id", "label", "name", "score", "box", "mask"} <= set(o) for o in objects)
+    assert any(o["track_id"] >= 0 for o in objects)  # the tracker gave identities
+    assert all(len(p["keypoints"]) == 17 for line in lines for p in line["persons"])
+    written = FrameSource(tmp_path / "video.mp4")
+    assert written.count == 10 and next(iter(written)).image.shape == (SIZE, SIZE, 3)
+
+
+def test_a_folder_of_frames_with_a_broken_one(run: dict[str, Path], clip: Path, tmp_path: Path, capsys) -> None:
+    frames = tmp_path / "frames"
+    for frame in FrameSource(clip):
+        atomic_write_bytes(frames / f"{frame.index:04d}.png", encode_png(frame.image))
+    (frames / "0004.png").write_bytes(b"broken")
+    capsys.readouterr()
+    with pytest.warns(UserWarning, match="skipping frame"):
+        assert main(["mcn", "predict", "--weights", str(run["run"]), "--source", str(frames), "--out",
+                     str(tmp_path / "out"), "--video"]) == 0
+    assert "skipped 1 undecodable frame(s)" in capsys.readouterr().out
+    lines = (tmp_path / "out" / "predictions.jsonl").read_text().splitlines()
+    assert [json.loads(line)["frame"] for line in lines] == [0, 1, 2, 3, 5, 6, 7, 8, 9]
+    assert FrameSource(tmp_path / "out" / "frames.mp4").count == 9
+
+
+def test_streaming_keeps_memory_flat(run: dict[str, Path], tmp_path: Path) -> None:
+    """The peak of Python-traced memory (numpy arrays included) for 60 frames is not above
+    that of 20 frames by more than a few frames' worth: nothing accumulates per frame."""
+    long_clip = generate_people_video(tmp_path / "long", frames=60, size=SIZE, persons=2)
+    assert len(long_clip["frames"]) == 60
+    model = MCN(run["run"], precision="fp32")
+    peaks = []
+    for frames in (20, 60):
+        tracemalloc.start()
+        for result in model.stream(tmp_path / "long" / VIDEO_FILE, track=True):
+            result.to_json()
+            if result.frame == frames - 1:
+                break
+        peaks.append(tracemalloc.get_traced_memory()[1])
+        tracemalloc.stop()
+    frame_bytes = SIZE * SIZE * 3
+    assert peaks[1] < peaks[0] + 20 * frame_bytes, peaks
+
+
+def test_sources_that_cannot_be_read_are_one_line_and_exit_2(run: dict[str, Path], tmp_path: Path, capsys) -> None:
+    (tmp_path / "empty").mkdir()
+    cases = {"97": "97: cannot open this camera", str(tmp_path / "empty"): "no images",
+             str(tmp_path / "gone.mp4"): "gone.mp4: video file not found"}
+    for source, message in cases.items():
+        capsys.readouterr()
+        assert main(["mcn", "predict", "--weights", str(run["run"]), "--source", source,
+                     "--out", str(tmp_path / "out")]) == EXIT_BAD_INPUT
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and message in err, err
+    with pytest.raises(DataError, match="no frames"):
+        next(MCN(run["run"]).stream(tmp_path / "empty"))

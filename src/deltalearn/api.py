@@ -12,27 +12,36 @@ are in the original image's pixels. Errors are the library's own, with the CLI's
 
 from __future__ import annotations
 
+import itertools
+import json
 import os
-from collections.abc import Iterable, Sequence
+import time
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import torch
+from pycocotools import mask as mask_utils
+from tqdm import tqdm
 
 from .data.errors import DataError
 from .data.io import load_rgb
 from .data.sample import Sample, empty_targets
 from .data.transforms import Letterbox
+from .data.video import FrameSource, VideoSink
 from .export.runtime import load_predictor
 from .mcn.predict import draw_prediction
 from .mcn.predictor import Predictor
 from .mcn.tasks.base import boxes_to_original
 from .mcn.tasks.segmentation import labels_to_original
+from .mcn.tracking import UNTRACKED, BoxTracker, match_identities
 from .viz.draw import MIN_DRAW_SIDE
 
 SCORE_THRESHOLD = 0.3  # boxes and persons below this score are left out (the CLI's default)
+PREDICTIONS_JSONL = "predictions.jsonl"  # one line per frame of a video or stream
 Item = str | os.PathLike | np.ndarray | torch.Tensor | Any  # a path, an RGB array or a PIL image
 
 
@@ -51,6 +60,10 @@ class MCNResult:
     person_scores: np.ndarray  # [P] float32
     semantic: np.ndarray | None  # [H, W] int64: 0 background, label + 1 per class
     source: str = ""  # the item's path, or "" for an array
+    frame: int | None = None  # the frame's index in a stream (MCN.stream)
+    seconds: float = 0.0  # time the network and decoding took for this image
+    track_ids: np.ndarray | None = None  # [N] identity of each box across frames (-1: none yet); with track
+    person_track_ids: np.ndarray | None = None  # [P] identity of each pose person, from its box
     coco: list[dict] = field(default_factory=list, repr=False)  # COCO results entries, image_id 0
     _drawing: Any = field(default=None, repr=False)  # (letterboxed sample, decoded results, info)
 
@@ -70,7 +83,30 @@ class MCNResult:
         (0: always the image's own size)."""
         sample, found, info, threshold = self._drawing
         original = torch.from_numpy(self.image).permute(2, 0, 1)
-        return draw_prediction(original, sample, found, info, threshold, min_side).permute(1, 2, 0).numpy()
+        drawing = draw_prediction(original, sample, found, info, threshold, min_side, track_ids=self.track_ids)
+        return drawing.permute(1, 2, 0).numpy()
+
+    def to_json(self) -> dict:
+        """One JSON-ready record: the boxes (with identities when tracked), the persons'
+        keypoints and, per box, the mask of its class inside it (COCO RLE) when seg ran."""
+        objects = []
+        ids = self.track_ids if self.track_ids is not None else np.full(len(self.boxes), UNTRACKED)
+        for box, score, label, identity in zip(self.boxes, self.scores, self.labels, ids):
+            entry = {"track_id": int(identity), "label": int(label), "name": self.names[int(label)],
+                     "score": round(float(score), 4), "box": [round(float(v), 2) for v in box]}
+            if self.semantic is not None:
+                entry["mask"] = box_mask_rle(self.semantic, box, int(label) + 1)
+            objects.append(entry)
+        person_ids = self.person_track_ids if self.person_track_ids is not None else \
+            np.full(len(self.person_boxes), UNTRACKED)
+        persons = [{"track_id": int(identity), "score": round(float(score), 4),
+                    "box": [round(float(v), 2) for v in box],
+                    "keypoints": [[round(float(v), 2) for v in joint] for joint in joints]}
+                   for box, score, joints, identity in zip(self.person_boxes, self.person_scores, self.keypoints,
+                                                           person_ids)]
+        record = {"frame": self.frame, "source": self.source, "time_ms": round(1000 * self.seconds, 2),
+                  "objects": objects, "persons": persons}
+        return record if self.frame is not None else {k: v for k, v in record.items() if k != "frame"}
 
 
 class MCN:
@@ -118,7 +154,9 @@ class MCN:
     def _predict_batch(self, items: Sequence[Item]) -> list[MCNResult]:
         originals = [_as_sample(item, index) for index, item in enumerate(items)]
         samples = [self.letterbox(original) for original in originals]
+        started = time.perf_counter()
         decoded = self.predictor.decode(samples)
+        seconds = (time.perf_counter() - started) / len(samples)
         coco = self.predictor.coco_results(decoded, samples, min_score=self.score_threshold)
         results = []
         for i, (original, sample) in enumerate(zip(originals, samples)):
@@ -126,7 +164,57 @@ class MCN:
             entries = [{**entry, "task": task} for task, per_task in coco.items()
                        for entry in per_task if entry["image_id"] == sample.image_id]
             results.append(self._result(original, sample, found, entries))
+            results[-1].seconds = seconds
         return results
+
+    def stream(self, source: str | os.PathLike, track: bool = False) -> Iterator[MCNResult]:
+        """Results frame by frame of a video file, a folder of frames, a camera index ("0")
+        or a stream URL, one frame in memory at a time. ``track``: boxes and persons keep
+        their identity across frames (ByteTrack). Undecodable frames are skipped and counted
+        in ``self.last_source.skipped``; a source that cannot be opened is a DataError."""
+        frames = FrameSource(source)
+        self.last_source = frames
+        tracker = BoxTracker(self.score_threshold, frames.fps) if track else None
+        for frame in frames:
+            result = self._predict_batch([frame.image])[0]
+            result.frame, result.source = frame.index, frame.name
+            if tracker is not None:
+                result.track_ids = tracker.update(result.boxes, result.scores, result.labels)
+                result.person_track_ids = match_identities(result.boxes, result.track_ids, result.person_boxes)
+            yield result
+
+    def predict_video(self, source: str | os.PathLike, out_dir: str | os.PathLike, track: bool = False,
+                      progress: bool = True) -> dict:
+        """Write ``out_dir/<name>.mp4`` (each frame drawn, with its FPS) and
+        ``out_dir/predictions.jsonl`` (:meth:`MCNResult.to_json` per frame, written as it goes).
+        Returns the frames done, skipped, and the mean and median FPS of the network."""
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        name = "camera" if str(source).isdigit() else Path(str(source).rstrip("/")).stem or "stream"
+        results = self.stream(source, track)
+        first = next(results, None)  # opens the source before any file is written
+        times: list[float] = []
+        with open(out_dir / PREDICTIONS_JSONL, "w", encoding="utf-8") as lines, \
+                VideoSink(out_dir / f"{name}.mp4", self.last_source.fps) as sink:
+            bar = tqdm(desc="predict", unit="frame", total=self.last_source.count, disable=not progress)
+            for result in itertools.chain([first] if first is not None else [], results):
+                times.append(result.seconds)
+                fps = 1.0 / max(result.seconds, 1e-9)
+                lines.write(json.dumps(result.to_json()) + "\n")
+                lines.flush()
+                sink.write(draw_fps(result.plot(min_side=0), fps))
+                bar.set_postfix(fps=f"{fps:.1f}", ms=f"{1000 * result.seconds:.1f}")
+                bar.update()
+            bar.close()
+        skipped = len(self.last_source.skipped)
+        summary = {"frames": len(times), "skipped": skipped, "video": str(out_dir / f"{name}.mp4"),
+                   "predictions": str(out_dir / PREDICTIONS_JSONL),
+                   "fps_mean": len(times) / sum(times) if times else 0.0,
+                   "fps_median": 1.0 / float(np.median(times)) if times else 0.0}
+        print(f"{len(times)} frame(s) at {summary['fps_median']:.1f} FPS (median, network and decoding): "
+              f"{summary['video']}, {summary['predictions']}"
+              + (f"; skipped {skipped} undecodable frame(s)" if skipped else ""))
+        return summary
 
     def _result(self, original: Sample, sample: Sample, found: dict, coco: list[dict]) -> MCNResult:
         threshold = self.score_threshold
@@ -152,6 +240,27 @@ class MCN:
             person_boxes=person_boxes.astype(np.float32), person_scores=person_scores, semantic=semantic,
             source=original.file_name, coco=coco, _drawing=(sample, found, self.info, threshold),
         )
+
+
+def draw_fps(image: np.ndarray, fps: float) -> np.ndarray:
+    """``image`` (RGB) with "<fps> FPS" in its top-left corner, scaled to the image."""
+    out = np.ascontiguousarray(image).copy()
+    scale = max(0.35, out.shape[0] / 480)
+    text = f"{fps:.1f} FPS"
+    (width, height), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
+    cv2.rectangle(out, (0, 0), (width + 6, height + 8), (0, 0, 0), -1)
+    cv2.putText(out, text, (3, height + 4), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1, cv2.LINE_AA)
+    return out
+
+
+def box_mask_rle(semantic: np.ndarray, box: np.ndarray, value: int) -> dict:
+    """COCO RLE of the pixels of class ``value`` in ``semantic`` [H, W] inside xyxy ``box``."""
+    mask = np.zeros(semantic.shape, np.uint8)
+    x0, y0 = (int(np.floor(max(v, 0.0))) for v in box[:2])
+    x1, y1 = int(np.ceil(min(box[2], semantic.shape[1]))), int(np.ceil(min(box[3], semantic.shape[0])))
+    mask[y0:y1, x0:x1] = semantic[y0:y1, x0:x1] == value
+    rle = mask_utils.encode(np.asfortranarray(mask))
+    return {"size": list(rle["size"]), "counts": rle["counts"].decode("ascii")}
 
 
 def _as_sample(item: Item, index: int) -> Sample:

@@ -8,9 +8,11 @@ from pathlib import Path
 
 from torch.utils.data import DataLoader
 
+from ..api import MCN
 from ..config import ConfigError, find_config, load_config
 from ..data.io import atomic_write_text
 from ..data.synth import SCENES, generate_people
+from ..data.video import is_video_source
 from ..engine.distributed import print0
 from ..export.runtime import load_predictor
 from ..mcn.config import MCNConfig
@@ -127,7 +129,12 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    predict_images(load_predictor(args.weights, args.precision), args.source, args.out, score_threshold=args.score)
+    if is_video_source(args.source) or args.video or args.track:
+        MCN(args.weights, args.precision, score_threshold=args.score).predict_video(args.source, args.out,
+                                                                                  track=args.track)
+        return 0
+    predict_images(load_predictor(args.weights, args.precision), Path(args.source), args.out,
+                   score_threshold=args.score)
     return 0
 
 
@@ -183,9 +190,14 @@ def register(systems: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--workers", type=int, default=1)
     evaluate.set_defaults(func=_cmd_eval)
 
-    predict = commands.add_parser("predict", help="predictions.json and drawings for an image or a folder")
+    predict = commands.add_parser("predict", help="predictions and drawings for images, a video, a camera or a stream")
     _add_weights_args(predict)
-    predict.add_argument("--source", type=Path, required=True, help="an image or a folder of images")
+    predict.add_argument("--source", required=True,
+                         help="an image or a folder of images (predictions.json and one drawing each); a video "
+                              "file, a camera index (0) or a stream URL (an annotated .mp4 and predictions.jsonl)")
+    predict.add_argument("--video", action="store_true", help="take a folder as the frames of one video, in name order")
+    predict.add_argument("--track", action="store_true",
+                         help="keep one identity per object across frames (ByteTrack); implies --video")
     predict.add_argument("--out", type=Path, required=True, help="output folder")
     predict.add_argument("--score", type=float, default=0.3, help="score threshold (default 0.3)")
     predict.set_defaults(func=_cmd_predict)

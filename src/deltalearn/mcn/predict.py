@@ -78,9 +78,11 @@ def _predict_batch(predictor: Predictor, batch: Sequence[tuple[Sample, Sample]],
 
 
 def draw_prediction(image: torch.Tensor, sample: Sample, found: dict, info: ModelInfo,
-                    score_threshold: float, min_side: int = MIN_DRAW_SIDE) -> torch.Tensor:
+                    score_threshold: float, min_side: int = MIN_DRAW_SIDE,
+                    track_ids: Sequence[int] | None = None) -> torch.Tensor:
     """Boxes with class and score, the semantic mask, skeletons; in original pixels, a small
-    image upscaled to ``min_side`` (0: never)."""
+    image upscaled to ``min_side`` (0: never). ``track_ids``: one identity per box kept at
+    ``score_threshold`` (negative: none), drawn as ``#id`` before its class."""
     colours = palette(info.num_classes)
     boxes = labels = masks = keypoints = None
     box_colours: list[tuple[int, int, int]] = []
@@ -90,6 +92,8 @@ def draw_prediction(image: torch.Tensor, sample: Sample, found: dict, info: Mode
         keep = det.scores >= score_threshold
         boxes = boxes_to_original(det.boxes[keep].float().cpu(), sample)
         labels = [f"{info.category_names[int(c)]} {float(s):.2f}" for c, s in zip(det.labels[keep], det.scores[keep])]
+        if track_ids is not None:
+            labels = [f"#{int(i)} {text}" if int(i) >= 0 else text for i, text in zip(track_ids, labels)]
         box_colours = [colours[int(c)] for c in det.labels[keep]]
     if "seg" in found:
         semantic = labels_to_original(found["seg"].labels.cpu(), sample)
