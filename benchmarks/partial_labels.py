@@ -133,14 +133,18 @@ def plot(result: dict, runs: Path, path: Path) -> None:
     rows = [row for row in ROWS if row in result["rows"]]
     figure, axes = plt.subplots(2, 3, figsize=(15, 8.5))
     for ax, (key, title) in zip(axes[0], CURVES.items()):
+        distilled = f"distill.{key.split('.')[0]}"  # what Learning without Forgetting adds for the task
         for row in rows:
-            records = [r for r in read_metrics(runs / row) if r.get("split") == "train" and key in r]
-            if records:
-                ax.plot([r["step"] for r in records], [r[key] for r in records], label=row, linewidth=1.2)
+            for name, style, label in ((key, "-", row), (distilled, "--", f"{row} ({distilled})")):
+                records = [r for r in read_metrics(runs / row) if r.get("split") == "train" and r.get(name, 0) > 0]
+                if records:  # a task no sample labels logs 0: nothing to draw
+                    ax.plot([r["step"] for r in records], [r[name] for r in records], style, label=label,
+                            linewidth=1.2, color=plt.cm.tab20(ROWS.index(row) % 20))  # one colour per row
         ax.set_title(title)
         ax.set_xlabel("step")
         ax.set_yscale("log")
-    axes[0][0].legend(fontsize=7)
+        if ax.lines:
+            ax.legend(fontsize=7)
     for ax, (key, title) in zip(axes[1], BARS):
         values = [100 * result["rows"][row].get(key, float("nan")) for row in rows]
         ax.barh(rows, values, color="tab:blue")
