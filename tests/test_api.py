@@ -13,15 +13,18 @@ import torch
 from PIL import Image
 
 import deltalearn
-from deltalearn import MCN, MCNResult
+from deltalearn import MAE, MCN, MAEResult, MCNResult
 from deltalearn.cli import EXIT_BAD_INPUT, main
 from deltalearn.data.errors import DataError
 from deltalearn.data.io import atomic_write_bytes, encode_png, load_rgb
 from deltalearn.data.synth.video import VIDEO_FILE, generate_people_video
 from deltalearn.data.video import FrameSource
+from deltalearn.config import ConfigError
 from deltalearn.engine.checkpoint import CheckpointError
+from deltalearn.mae.weights import save_mae
 
 from .export.settings import SIZE, TINY
+from .mae.seg_head.tiny import fresh_mae
 
 
 @pytest.fixture(scope="module")
@@ -174,3 +177,21 @@ def test_sources_that_cannot_be_read_are_one_line_and_exit_2(run: dict[str, Path
         assert len(err.splitlines()) == 1 and message in err, err
     with pytest.raises(DataError, match="no frames"):
         next(MCN(run["run"]).stream(tmp_path / "empty"))
+
+
+def test_the_mae_segments_images_into_masks_and_louvain_levels(tmp_path: Path) -> None:
+    save_mae(fresh_mae(), tmp_path / "mae.safetensors")
+    mae = MAE(tmp_path / "mae.safetensors", num_masks=4)
+    image = np.random.default_rng(0).integers(0, 255, (40, 56, 3), dtype=np.uint8)
+    results = mae.segment([image, Image.fromarray(image)])
+    assert len(results) == 2 and all(isinstance(r, MAEResult) for r in results)
+    first = results[0]
+    assert first.mask.shape == (40, 56) and first.mask.dtype == bool and first.score.shape == (40, 56)
+    rows, cols = first.grid
+    assert first.levels and all(level.shape == (rows * cols,) for level in first.levels)
+    np.testing.assert_array_equal(results[1].mask, first.mask)  # the same pixels, the same mask
+    assert first.plot().ndim == 3 and first.plot().dtype == np.uint8
+    with pytest.raises(DataError, match="item 0: 4x4 px is smaller than one"):
+        mae.segment(np.zeros((4, 4, 3), np.uint8))
+    with pytest.raises(ConfigError, match="num_mask"):
+        MAE(tmp_path / "mae.safetensors", num_mask=4)

@@ -1,6 +1,6 @@
 """deltalearn: Multitask CenterNet and MAE patch-graph segmentation.
 
-``from deltalearn import MCN`` gives the Python API (:mod:`deltalearn.api`); it is imported on
+``from deltalearn import MCN, MAE`` gives the Python API (:mod:`deltalearn.api`); it is imported on
 first use, so that ``import deltalearn.data`` and the command line's ``--help`` stay light.
 """
 
@@ -8,7 +8,7 @@ import importlib
 from typing import Any
 
 __version__ = "0.1.0"
-__all__ = ["MCN", "MCNResult"]
+__all__ = ["MAE", "MCN", "MAEResult", "MCNResult"]
 
 
 def __getattr__(name: str) -> Any:  # PEP 562: the API module loads torch and onnxruntime

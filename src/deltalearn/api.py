@@ -1,5 +1,8 @@
 """The Python API: a trained network in one object, images in, one result per image out.
 
+``MCN`` predicts boxes, masks and keypoints (images, videos, streams); ``MAE`` segments the
+foreground through an MAE's patch graph.
+
     from deltalearn import MCN
     model = MCN("runs/x/best.safetensors")       # a run folder, weights file or exported .onnx
     results = model.predict(["a.jpg", frame], batch=8)
@@ -27,12 +30,15 @@ import torch
 from pycocotools import mask as mask_utils
 from tqdm import tqdm
 
+from .config import from_dict
 from .data.errors import DataError
 from .data.io import load_rgb
 from .data.sample import Sample, empty_targets
 from .data.transforms import Letterbox
 from .data.video import FrameSource, VideoSink
 from .export.runtime import load_predictor
+from .mae.pretrain import load_trained_mae
+from .mae.segment import PatchGraphConfig, PatchGraphSegmenter, Segmentation, segmentation_figure
 from .mcn.predict import draw_prediction
 from .mcn.predictor import Predictor
 from .mcn.tasks.base import boxes_to_original
@@ -282,3 +288,51 @@ def _as_sample(item: Item, index: int) -> Sample:
     image = torch.from_numpy(np.array(pixels, copy=True)).permute(2, 0, 1).contiguous()
     return Sample(image=image, **empty_targets(*image.shape[-2:]), image_id=index + 1, file_name=name,
                   orig_size=tuple(image.shape[-2:]))
+
+
+@dataclass
+class MAEResult:
+    """The patch graph's segmentation of one image, at the image's size."""
+
+    image: np.ndarray  # [H, W, 3] uint8 RGB, the input
+    mask: np.ndarray  # [H, W] bool foreground
+    score: np.ndarray  # [H, W] float in [0, 1]: the share of Louvain levels that vote foreground
+    levels: list[np.ndarray]  # community of each patch [rows * cols], one array per Louvain level, finest first
+    grid: tuple[int, int]  # (rows, cols) of the patch grid the levels index
+    source: str = ""
+    segmentation: Segmentation | None = field(default=None, repr=False)
+
+    def plot(self) -> np.ndarray:
+        """The figure of ``mae segment``: image, per-patch error, every level's communities and
+        the mask, as uint8 RGB [H, W, 3]."""
+        return segmentation_figure(self.image, self.segmentation).permute(1, 2, 0).numpy()
+
+
+class MAE:
+    """A trained MAE as a foreground segmenter through its patch graph (Louvain levels).
+
+    ``weights``: a ``mae pretrain`` run folder or weights file, or an official MAE checkpoint
+    with ``variant`` (as ``mae segment --variant``). ``settings``: PatchGraphConfig fields,
+    e.g. ``refine="grabcut"``, ``resolution=1.0``, ``affinity="influence"``.
+    """
+
+    def __init__(self, weights: str | os.PathLike, variant: str | None = None, **settings: Any) -> None:
+        self.weights = Path(weights)
+        self.segmenter = PatchGraphSegmenter(load_trained_mae(weights, variant), from_dict(PatchGraphConfig, settings))
+
+    def __repr__(self) -> str:
+        config = self.segmenter.model.config
+        return f"MAE({self.weights}, input {config.image_hw}, patch {config.patch_size})"
+
+    def segment(self, items: Item | Sequence[Item]) -> list[MAEResult]:
+        """One :class:`MAEResult` per image (paths, RGB arrays or PIL images)."""
+        if isinstance(items, (str, os.PathLike, np.ndarray, torch.Tensor)) or not isinstance(items, Iterable):
+            items = [items]
+        samples = [_as_sample(item, index) for index, item in enumerate(items)]
+        images = [sample.image.permute(1, 2, 0).numpy() for sample in samples]
+        for image, sample in zip(images, samples):
+            self.segmenter.check_size(image, sample.file_name or f"item {sample.image_id - 1}")
+        found = self.segmenter.segment(images)
+        return [MAEResult(image, result.mask, result.score, result.levels, (result.graph.rows, result.graph.cols),
+                          sample.file_name, result)
+                for image, sample, result in zip(images, samples, found)]

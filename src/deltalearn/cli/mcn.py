@@ -12,6 +12,7 @@ from ..api import MCN
 from ..config import ConfigError, find_config, load_config
 from ..data.io import atomic_write_text
 from ..data.synth import SCENES, generate_people
+from ..data.synth.video import TRACKS_FILE, VIDEO_FILE, generate_people_video
 from ..data.video import is_video_source
 from ..engine.distributed import print0
 from ..export.runtime import load_predictor
@@ -34,6 +35,14 @@ def add_data_args(parser: argparse.ArgumentParser, categories: bool = True) -> N
     group.add_argument("--images", type=Path, help="image folder of --ann, e.g. val2017/")
     if categories:
         group.add_argument("--categories", nargs="+", help="category subset by name or id, e.g. person")
+
+
+def _cmd_synth_video(args: argparse.Namespace) -> int:
+    tracks = generate_people_video(args.out, frames=args.frames, size=args.size, persons=args.persons, fps=args.fps,
+                                   seed=args.seed)
+    print(f"wrote {len(tracks['frames'])} frames ({args.size} px, {args.fps:g} fps) of {args.persons} walking persons "
+          f"to {args.out / VIDEO_FILE}, their identities, boxes and keypoints to {args.out / TRACKS_FILE}")
+    return 0
 
 
 def _cmd_synth(args: argparse.Namespace) -> int:
@@ -159,6 +168,15 @@ def register(systems: argparse._SubParsersAction) -> None:
                        help="persons of smaller mask area get no keypoints, as in COCO (default: COCO's "
                             "32^2 px in 640 px images, scaled to --size: 41 at 128 px; 0 labels every person)")
     synth.set_defaults(func=_cmd_synth)
+
+    video = commands.add_parser("synth-video", help="generate a video of walking persons with their tracks")
+    video.add_argument("--out", type=Path, required=True, help="output folder (video.mp4, tracks.json)")
+    video.add_argument("--frames", type=int, default=48, help="frames (default 48)")
+    video.add_argument("--size", type=int, default=128, help="frame side in px (default 128)")
+    video.add_argument("--persons", type=int, default=3, help="persons, each in its own column (default 3)")
+    video.add_argument("--fps", type=float, default=10.0, help="frames per second (default 10)")
+    video.add_argument("--seed", type=int, default=0)
+    video.set_defaults(func=_cmd_synth_video)
 
     show = commands.add_parser("show", help="summarise a COCO dataset and draw its ground truth")
     add_data_args(show)
