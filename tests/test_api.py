@@ -195,3 +195,32 @@ def test_the_mae_segments_images_into_masks_and_louvain_levels(tmp_path: Path) -
         mae.segment(np.zeros((4, 4, 3), np.uint8))
     with pytest.raises(ConfigError, match="num_mask"):
         MAE(tmp_path / "mae.safetensors", num_mask=4)
+
+
+def readme_examples() -> list[str]:
+    """The ```python blocks of the README's Python API section."""
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = text.split("## Python API", 1)[1].split("\n## ", 1)[0]
+    return [block.split("```", 1)[0] for block in section.split("```python\n")[1:]]
+
+
+def test_the_readme_examples_run(run: dict[str, Path], tmp_path: Path, monkeypatch, capsys) -> None:
+    """The README's examples, as written, in a folder laid out as the demo leaves it."""
+    demo = tmp_path / "demo"
+    (demo / "runs").mkdir(parents=True)
+    (demo / "runs" / "mcn_seg_det_pose").symlink_to(run["run"])
+    (demo / "data" / "people_simple_val").mkdir(parents=True)
+    (demo / "data" / "people_simple_val" / "images").symlink_to(run["images"][0].parent)
+    (demo / "runs" / "mae").mkdir()
+    save_mae(fresh_mae(), demo / "runs" / "mae" / "mae.safetensors")
+    composite = demo / "data" / "composites_val" / "images" / "000000.png"
+    atomic_write_bytes(composite, encode_png(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)))
+    generate_people_video(tmp_path, frames=4, size=SIZE, persons=2)
+    (tmp_path / VIDEO_FILE).rename(tmp_path / "clip.mp4")
+    monkeypatch.chdir(tmp_path)
+    examples = readme_examples()
+    assert len(examples) == 2 and "from deltalearn import MCN" in examples[0]
+    for code in examples:
+        exec(compile(code, "README.md", "exec"), {})  # noqa: S102
+    assert (tmp_path / "out" / "clip" / "clip.mp4").is_file()
+    assert len((tmp_path / "out" / "clip" / "predictions.jsonl").read_text().splitlines()) == 4

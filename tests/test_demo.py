@@ -24,7 +24,9 @@ def test_demo_end_to_end(tmp_path: Path, capsys):
 
 
 def test_a_longer_demo_budget_gets_more_epochs():
-    """The clock ends the demo's run: 12 epochs fit 10 minutes on a fast CPU, 30 minutes get 36."""
+    """The clock ends the demo's run: 12 epochs fit 10 minutes on a fast CPU, 30 minutes 36, and the
+    cap is 4 times that, so that the budget, not the cap, rules on CPUs; the schedule follows the clock."""
     short, default, long = (mcn_demo_config(m, seed=0).train for m in (1, 10, 30))
-    assert (short.epochs, default.epochs, long.epochs) == (12, 12, 36)
+    assert (short.epochs, default.epochs, long.epochs) == (48, 48, 144)
+    assert default.schedule_by_clock and default.max_minutes == 10
     assert (short.max_minutes, long.max_minutes) == (1, 30)
