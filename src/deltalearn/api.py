@@ -70,8 +70,8 @@ class MCNResult:
     seconds: float = 0.0  # time the network and decoding took for this image
     track_ids: np.ndarray | None = None  # [N] identity of each box across frames (-1: none yet); with track
     person_track_ids: np.ndarray | None = None  # [P] identity of each pose person, from its box
-    coco: list[dict] = field(default_factory=list, repr=False)  # COCO results entries, image_id 0
-    _drawing: Any = field(default=None, repr=False)  # (letterboxed sample, decoded results, info)
+    # (letterboxed sample, decoded results, predictor, score threshold): what plot and to_coco need
+    _context: Any = field(default=None, repr=False)
 
     def __repr__(self) -> str:
         height, width = self.image.shape[:2]
@@ -80,16 +80,19 @@ class MCNResult:
                 f"{len(self.keypoints)} persons with keypoints{seg})")
 
     def to_coco(self, image_id: int = 0) -> list[dict]:
-        """COCO results entries (boxes, keypoints, segmentation RLE), each with its ``task``."""
-        return [{**entry, "image_id": image_id} for entry in self.coco]
+        """COCO results entries (boxes, keypoints, segmentation RLE), each with its ``task``;
+        computed on demand, so that streams do not encode masks they never write."""
+        sample, found, predictor, threshold = self._context
+        per_task = predictor.coco_results({task: [result] for task, result in found.items()}, [sample], threshold)
+        return [{**entry, "task": task, "image_id": image_id} for task, entries in per_task.items() for entry in entries]
 
     def plot(self, min_side: int = MIN_DRAW_SIDE) -> np.ndarray:
         """The image with boxes, labels, the semantic mask and skeletons, as uint8 RGB [H, W, 3];
         an image smaller than ``min_side`` px is upscaled first, so that labels stay legible
         (0: always the image's own size)."""
-        sample, found, info, threshold = self._drawing
+        sample, found, predictor, threshold = self._context
         original = torch.from_numpy(self.image).permute(2, 0, 1)
-        drawing = draw_prediction(original, sample, found, info, threshold, min_side, track_ids=self.track_ids)
+        drawing = draw_prediction(original, sample, found, predictor.info, threshold, min_side, track_ids=self.track_ids)
         return drawing.permute(1, 2, 0).numpy()
 
     def to_json(self) -> dict:
@@ -145,11 +148,9 @@ class MCN:
     def predict(self, items: Item | Sequence[Item], batch: int = 8) -> list[MCNResult]:
         """One :class:`MCNResult` per item, run ``batch`` images at a time. A single item
         (not in a list) gives a list of one."""
-        if isinstance(items, (str, os.PathLike, np.ndarray, torch.Tensor)) or not isinstance(items, Iterable):
-            items = [items]
         if batch < 1:
             raise ValueError(f"batch must be at least 1, got {batch}")
-        items = list(items)
+        items = _as_list(items)
         results: list[MCNResult] = []
         for start in range(0, len(items), batch):
             results += self._predict_batch(items[start:start + batch])
@@ -163,13 +164,9 @@ class MCN:
         started = time.perf_counter()
         decoded = self.predictor.decode(samples)
         seconds = (time.perf_counter() - started) / len(samples)
-        coco = self.predictor.coco_results(decoded, samples, min_score=self.score_threshold)
         results = []
         for i, (original, sample) in enumerate(zip(originals, samples)):
-            found = {task: per_image[i] for task, per_image in decoded.items()}
-            entries = [{**entry, "task": task} for task, per_task in coco.items()
-                       for entry in per_task if entry["image_id"] == sample.image_id]
-            results.append(self._result(original, sample, found, entries))
+            results.append(self._result(original, sample, {task: found[i] for task, found in decoded.items()}))
             results[-1].seconds = seconds
         return results
 
@@ -222,7 +219,7 @@ class MCN:
               + (f"; skipped {skipped} undecodable frame(s)" if skipped else ""))
         return summary
 
-    def _result(self, original: Sample, sample: Sample, found: dict, coco: list[dict]) -> MCNResult:
+    def _result(self, original: Sample, sample: Sample, found: dict) -> MCNResult:
         threshold = self.score_threshold
         boxes, scores, labels = np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64)
         if "det" in found:
@@ -230,8 +227,8 @@ class MCN:
             keep = det.scores >= threshold
             boxes = boxes_to_original(det.boxes[keep].float().cpu(), sample).numpy()
             scores, labels = det.scores[keep].float().cpu().numpy(), det.labels[keep].cpu().numpy()
-        keypoints, person_boxes, person_scores = np.zeros((0, len(self.info.keypoint_names), 3), np.float32), np.zeros((0, 4), np.float32), \
-            np.zeros(0, np.float32)
+        keypoints = np.zeros((0, len(self.info.keypoint_names), 3), np.float32)
+        person_boxes, person_scores = np.zeros((0, 4), np.float32), np.zeros(0, np.float32)
         if "pose" in found:
             pose = found["pose"]
             keep = pose.scores >= threshold
@@ -244,7 +241,7 @@ class MCN:
             image=original.image.permute(1, 2, 0).numpy(), boxes=boxes.astype(np.float32), scores=scores,
             labels=labels.astype(np.int64), names=self.names, keypoints=keypoints.astype(np.float32),
             person_boxes=person_boxes.astype(np.float32), person_scores=person_scores, semantic=semantic,
-            source=original.file_name, coco=coco, _drawing=(sample, found, self.info, threshold),
+            source=original.file_name, _context=(sample, found, self.predictor, threshold),
         )
 
 
@@ -267,6 +264,13 @@ def box_mask_rle(semantic: np.ndarray, box: np.ndarray, value: int) -> dict:
     mask[y0:y1, x0:x1] = semantic[y0:y1, x0:x1] == value
     rle = mask_utils.encode(np.asfortranarray(mask))
     return {"size": list(rle["size"]), "counts": rle["counts"].decode("ascii")}
+
+
+def _as_list(items: Item | Sequence[Item]) -> list[Item]:
+    """``items`` as a list: a single path, array or image becomes a list of one."""
+    if isinstance(items, (str, os.PathLike, np.ndarray, torch.Tensor)) or not isinstance(items, Iterable):
+        return [items]
+    return list(items)
 
 
 def _as_sample(item: Item, index: int) -> Sample:
@@ -326,9 +330,7 @@ class MAE:
 
     def segment(self, items: Item | Sequence[Item]) -> list[MAEResult]:
         """One :class:`MAEResult` per image (paths, RGB arrays or PIL images)."""
-        if isinstance(items, (str, os.PathLike, np.ndarray, torch.Tensor)) or not isinstance(items, Iterable):
-            items = [items]
-        samples = [_as_sample(item, index) for index, item in enumerate(items)]
+        samples = [_as_sample(item, index) for index, item in enumerate(_as_list(items))]
         images = [sample.image.permute(1, 2, 0).numpy() for sample in samples]
         for image, sample in zip(images, samples):
             self.segmenter.check_size(image, sample.file_name or f"item {sample.image_id - 1}")

@@ -111,6 +111,7 @@ class VideoSink:
         self.path, self.fps = Path(path), fps
         self.partial = self.path.with_name(f".{self.path.stem}.partial{self.path.suffix}")
         self.writer: cv2.VideoWriter | None = None
+        self.size: tuple[int, int] | None = None  # (width, height) of the first frame
         self.frames = 0
 
     def write(self, image: np.ndarray) -> None:

@@ -57,17 +57,18 @@ class Distiller:
              targets: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """``distill.<task>``, weighted: on the samples of the batch not labelled for that task
         (0 when there are none); ``student`` is the unwrapped network whose tasks compute it."""
+        unlabelled = {name: targets[f"{name}.labelled"].to(images.device) == 0 for name in self.tasks}
+        terms = {f"{DISTILL_PREFIX}.{name}": torch.zeros((), device=images.device) for name in self.tasks}
+        if not any(mask.any() for mask in unlabelled.values()):
+            return terms  # every sample is labelled for every task taught: no teacher pass needed
         if next(self.teacher.parameters()).device != images.device:
             self.teacher.to(images.device)
         with torch.no_grad():
             taught = {key: value.float() for key, value in self.teacher(images).items()}
-        terms: dict[str, torch.Tensor] = {}
         for name in self.tasks:
-            unlabelled = targets[f"{name}.labelled"].to(images.device) == 0
-            if not unlabelled.any():
-                terms[f"{DISTILL_PREFIX}.{name}"] = torch.zeros((), device=images.device)
+            if not unlabelled[name].any():
                 continue
-            mine = {key: value[unlabelled] for key, value in outputs.items()}
-            theirs = {key: value[unlabelled] for key, value in taught.items()}
+            mine = {key: value[unlabelled[name]] for key, value in outputs.items()}
+            theirs = {key: value[unlabelled[name]] for key, value in taught.items()}
             terms[f"{DISTILL_PREFIX}.{name}"] = self.weight * student.tasks[name].distill(mine, theirs)
         return terms

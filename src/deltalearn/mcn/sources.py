@@ -126,10 +126,11 @@ def open_sources(config: MCNConfig) -> SourceMix:
         check_labels(dataset, source)
         categories = categories or list(dataset.category_names)
         opened.append(dataset)
-    unlabelled = [t for t in tasks if not any(t in (d.tasks or ()) for d in opened)]
+    mix = SourceMix(opened, config.data.sources)
+    unlabelled = [t for t in tasks if t not in (mix.labelled_tasks or tasks)]
     if unlabelled and config.loss.distill <= 0:
         raise ConfigError(f"model.tasks {tasks}: no source of data.sources labels {unlabelled}")
-    return SourceMix(opened, config.data.sources)
+    return mix
 
 
 def coverage(mix: SourceMix) -> str:
