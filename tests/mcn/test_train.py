@@ -65,6 +65,30 @@ def test_eval_writes_contract_keys(run: Path, data: Path, tmp_path: Path, capsys
     assert "det AP" in capsys.readouterr().out
 
 
+def test_eval_report_draws_curves_matrix_and_gallery(run: Path, data: Path, tmp_path: Path, capsys):
+    report = tmp_path / "report"
+    assert main(["mcn", "eval", "--weights", str(run), "--data", str(data), "--report", str(report),
+                 "--gallery", "2"]) == 0
+    text = (report / "report.md").read_text()
+    for picture in ("pr_det.png", "pr_pose.png", "confusion.png", "gallery/worst_01.png", "gallery/best_02.png"):
+        assert (report / picture).stat().st_size > 1000, picture
+        assert f"({picture})" in text, picture
+    assert "## Boxes" in text and "## Keypoints" in text and "## Segmentation" in text and "### Worst 2" in text
+    numbers = json.loads((report / "report.json").read_text())
+    assert len(numbers["per_image"]) == 8
+    scores = [entry["score"] for entry in numbers["per_image"]]
+    assert all(0.0 <= s <= 1.0 for s in scores) and {"det_f1", "pose_f1", "seg_miou"} <= set(numbers["per_image"][0])
+    worst = sorted(numbers["per_image"], key=lambda e: (e["score"], e["image_id"]))[0]
+    assert worst["file_name"] in text.split("### Worst 2")[1].split("### Best")[0]  # the worst image heads the gallery
+    # the report's AP per category is read from the same precision array as the summary
+    ap = float(text.split("## Boxes")[1].split("| **mean** | ")[1].split(" |")[0])
+    assert ap == pytest.approx(100 * numbers["metrics"]["det_ap"], abs=0.051)
+    from PIL import Image
+    with Image.open(report / "gallery/worst_01.png") as tile:
+        assert tile.width > 2 * tile.height  # prediction beside ground truth
+    assert "report:" in capsys.readouterr().out
+
+
 def test_predict_folder_skips_corrupt_image_and_single_file_fails(run: Path, data: Path, tmp_path: Path, capsys):
     source = tmp_path / "images"
     source.mkdir()

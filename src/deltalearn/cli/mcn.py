@@ -18,9 +18,10 @@ from ..engine.distributed import print0
 from ..export.runtime import load_predictor
 from ..mcn.config import MCNConfig
 from ..mcn.data import EvalDataset, collate_eval, open_coco
-from ..mcn.evaluate import METRIC_KEYS, evaluate, format_metrics
+from ..mcn.evaluate import METRIC_KEYS, Evaluation, evaluate_details, format_metrics
 from ..mcn.predict import predict_images
 from ..mcn.predictor import Predictor
+from ..mcn.report import write_report
 from ..mcn.sources import coverage, evaluation_sets, open_sources
 from ..mcn.train import train
 from ..viz.dataset import show_dataset
@@ -106,10 +107,13 @@ def _eval_sources(args: argparse.Namespace, predictor: Predictor) -> int:
     for source, dataset, items, ids in evaluation_sets(config, predictor.info.category_names,
                                                        predictor.info.config.data.image_size):
         loader = DataLoader(items, batch_size=args.batch_size, num_workers=args.workers, collate_fn=collate_eval)
-        found[source.label] = evaluate(predictor, loader, dataset.coco, progress=True, total=len(loader),
-                                       tasks=dataset.tasks, category_ids=ids)
-        print(format_metrics(found[source.label], title=f"{source.label} ({len(dataset) - len(dataset.skipped)} "
-                                                         f"images, tasks {', '.join(dataset.tasks or ())})"))
+        details = evaluate_details(predictor, loader, dataset.coco, progress=True, total=len(loader),
+                                   tasks=dataset.tasks, category_ids=ids, min_score=args.score)
+        found[source.label] = details.metrics
+        title = f"{source.label} ({len(dataset) - len(dataset.skipped)} images, tasks {', '.join(dataset.tasks or ())})"
+        print(format_metrics(details.metrics, title=title))
+        if args.report:
+            _report(args, details, items, predictor, args.report / source.label, f"{args.weights} on {title}")
     if args.json:
         atomic_write_text(args.json, json.dumps({"sources": found}, indent=2) + "\n")
     return 0
@@ -125,16 +129,25 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     if list(dataset.category_ids) != info.category_ids:
         raise ValueError(f"{dataset.ann_file}: categories {dataset.category_names} (ids {dataset.category_ids}) do not "
                          f"match the model's {info.category_names} (ids {info.category_ids})")
-    loader = DataLoader(EvalDataset(dataset, info.config.data.image_size), batch_size=args.batch_size,
-                        num_workers=args.workers, collate_fn=collate_eval)
-    metrics = evaluate(predictor, loader, dataset.coco, progress=True,
-                       total=len(loader))
-    print(format_metrics(metrics, title=f"{args.weights} on {len(dataset) - len(dataset.skipped)} images"))
+    items = EvalDataset(dataset, info.config.data.image_size)
+    loader = DataLoader(items, batch_size=args.batch_size, num_workers=args.workers, collate_fn=collate_eval)
+    details = evaluate_details(predictor, loader, dataset.coco, progress=True, total=len(loader),
+                               min_score=args.score)
+    title = f"{args.weights} on {len(dataset) - len(dataset.skipped)} images"
+    print(format_metrics(details.metrics, title=title))
     if dataset.skipped:
         print(f"skipped {len(dataset.skipped)} bad image(s)")
     if args.json:
-        atomic_write_text(args.json, json.dumps(metrics, indent=2) + "\n")
+        atomic_write_text(args.json, json.dumps(details.metrics, indent=2) + "\n")
+    if args.report:
+        _report(args, details, items, predictor, args.report, f"{title} of {dataset.ann_file}")
     return 0
+
+
+def _report(args: argparse.Namespace, details: Evaluation, items: EvalDataset, predictor: Predictor, out: Path,
+            title: str) -> None:
+    path = write_report(details, items, predictor, out, title=title, gallery=args.gallery)
+    print(f"report: {path} (precision-recall curves, confusion matrix, {args.gallery} worst and best images)")
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
@@ -204,6 +217,13 @@ def register(systems: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--config", type=Path,
                           help="a config with data.sources: score each source on the tasks it labels")
     evaluate.add_argument("--json", type=Path, help="also write the metrics to this JSON file")
+    evaluate.add_argument("--report", type=Path, metavar="DIR",
+                          help="also write DIR/report.md: precision-recall curves, confusion matrix, a gallery of "
+                               "the worst and best images (with --config, one report per source in DIR/<source>)")
+    evaluate.add_argument("--gallery", type=int, default=4, help="worst and best images in the report (default 4 each)")
+    evaluate.add_argument("--score", type=float, default=0.3,
+                          help="score threshold of the report's drawings and per-image scores (default 0.3); "
+                               "AP uses every detection")
     evaluate.add_argument("--batch-size", type=int, default=8)
     evaluate.add_argument("--workers", type=int, default=1)
     evaluate.set_defaults(func=_cmd_eval)
