@@ -95,3 +95,23 @@ def test_eval_command_scores_method_and_baselines(tiny_data: Path, weights: Path
     assert result["patch_ceiling"]["iou"] == pytest.approx(ceiling, abs=1e-4)  # small objects: well below 1
     assert result["config"]["num_masks"] == FEW_MASKS and result["grid"] == [GRID, GRID]
 
+
+
+def test_eval_report_sets_methods_side_by_side(tiny_data: Path, weights: Path, tmp_path: Path) -> None:
+    report = tmp_path / "report"
+    with pytest.warns(DataWarning, match="broken.png"):
+        assert main(["mae", "eval", "--weights", str(weights), "--data", str(tiny_data), "--report", str(report),
+                     "--gallery", "2", f"num_masks={FEW_MASKS}"]) == 0
+    text = (report / "report.md").read_text()
+    for picture in ("pr.png", "iou_per_image.png", "worst.png", "best.png"):
+        assert (report / picture).stat().st_size > 1000 and f"({picture})" in text, picture
+    numbers = json.loads((report / "report.json").read_text())
+    per_image = numbers["per_image"]
+    assert len(per_image) == 6 and {"graph", "graph+grabcut", "ncut", "grabcut", "center_prior"} <= set(per_image[0])
+    # the table's IoU is the mean of the per-image IoUs the gallery ranks by
+    assert numbers["iou"] == pytest.approx(np.mean([row["graph"] for row in per_image]), abs=1e-4)
+    worst = min(per_image, key=lambda row: row["graph"])
+    assert worst["file"] in text.split("## Worst 2")[1].split("## Best")[0]
+    for name in ("ncut", "grabcut", "center_prior"):
+        wins = sum(row[name] > row["graph"] for row in per_image)
+        assert f"| {name} | {numbers['baselines'][name]['iou']:.3f} | " in text and f" | {wins} |" in text

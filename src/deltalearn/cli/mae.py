@@ -11,9 +11,10 @@ from ..data.errors import DataError
 from ..data.io import atomic_write_text
 from ..data.synth import generate_composites
 from ..mae.config import MAEPretrainConfig
-from ..mae.evaluate import evaluate_folder, format_eval
+from ..mae.evaluate import Gallery, evaluate_folder, format_eval
 from ..mae.pretrain import CONFIG_FILE, load_trained_mae, pretrain
 from ..mae.reconstruct import reconstruct_files
+from ..mae.report import write_mae_report
 from ..mae.seg_head import SegHeadConfig, load_seg_head, train_seg_head
 from ..mae.segment import PatchGraphConfig, PatchGraphSegmenter, segment_files
 from .common import add_synth_args
@@ -76,12 +77,18 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     head = None
     if args.head is not None:
         head = load_seg_head(args.head, segmenter.model)
-    result = evaluate_folder(segmenter, args.data, limit=args.limit, baselines=not args.no_baselines, head=head)
+    method = "graph+grabcut" if segmenter.config.refine == "grabcut" else "graph"
+    gallery = Gallery(args.gallery, method) if args.report is not None else None
+    result = evaluate_folder(segmenter, args.data, limit=args.limit, baselines=not args.no_baselines, head=head,
+                             gallery=gallery)
     result["config"] = to_dict(segmenter.config)
     print(format_eval(result))
     if args.json is not None:
         atomic_write_text(args.json, json.dumps(result, indent=2) + "\n")
         print(f"wrote {args.json}")
+    if gallery is not None:
+        path = write_mae_report(result, gallery, args.report, title=f"{args.weights} on {args.data}")
+        print(f"report: {path} (methods side by side, curves, {args.gallery} worst and best images)")
     return 0
 
 
@@ -176,6 +183,9 @@ def register(systems: argparse._SubParsersAction) -> None:
     _add_segment_args(ev)
     ev.add_argument("--data", type=Path, required=True, help="folder with images/ and masks/ (same stems)")
     ev.add_argument("--json", type=Path, default=None, help="write the scores as JSON")
+    ev.add_argument("--report", type=Path, default=None, metavar="DIR",
+                    help="also write DIR/report.md: methods side by side, curves, the worst and best images")
+    ev.add_argument("--gallery", type=int, default=4, help="worst and best images in the report (default 4 each)")
     ev.add_argument("--limit", type=int, default=0, help="score the first N images only (0: all)")
     ev.add_argument("--no-baselines", action="store_true", help="skip center prior, GrabCut and ncut")
     ev.add_argument("--head", type=Path, default=None,

@@ -17,6 +17,7 @@ head's probabilities, alone and refined by GrabCut.
 
 from __future__ import annotations
 
+import heapq
 import os
 import time
 from pathlib import Path
@@ -62,6 +63,12 @@ class FBetaCurve:
         self.recall += tp / g.sum() if g.any() else 1.0
         self.count += 1
 
+    def mean(self) -> dict[str, list[float]]:
+        """Mean precision and recall over images at each threshold (``THRESHOLDS``), rounded."""
+        count = max(self.count, 1)
+        return {"precision": np.round(self.precision / count, 4).tolist(),
+                "recall": np.round(self.recall / count, 4).tolist()}
+
     def max_fbeta(self) -> float:
         if self.count == 0:
             return float("nan")
@@ -86,6 +93,43 @@ class Scores:
                 "max_fbeta": round(self.curve.max_fbeta(), 4)}
 
 
+class Gallery:
+    """Every image's IoU per method, and the ``keep`` worst and best images of ``method`` with
+    each method's score map, for the report's failure pictures (memory: 2 x ``keep`` images)."""
+
+    def __init__(self, keep: int = 4, method: str = "graph") -> None:
+        self.keep = keep
+        self.method = method
+        self.per_image: list[dict] = []  # {"file": name, method: IoU, ...}
+        self.curves: dict[str, dict[str, list[float]]] = {}  # method -> mean precision and recall per threshold
+        self._worst: list[tuple] = []  # max-heap on IoU through negation: (-iou, -order, entry)
+        self._best: list[tuple] = []  # min-heap on IoU: (iou, order, entry)
+
+    def add(self, name: str, pixels: np.ndarray, truth: np.ndarray, scores: dict[str, np.ndarray]) -> None:
+        ious = {method: iou_at_half(score, truth) for method, score in scores.items()}
+        self.per_image.append({"file": name, **{method: round(v, 4) for method, v in ious.items()}})
+        if self.keep <= 0 or self.method not in ious:
+            return
+        order = len(self.per_image)
+        entry = {"file": name, "pixels": pixels, "truth": truth, "scores": scores, "ious": ious}
+        iou = ious[self.method]
+        for heap, key in ((self._worst, (-iou, -order)), (self._best, (iou, order))):
+            if len(heap) < self.keep:
+                heapq.heappush(heap, (*key, entry))
+            elif key > heap[0][:2]:
+                heapq.heapreplace(heap, (*key, entry))
+
+    def worst(self) -> list[dict]:
+        """The kept worst images, worst first."""
+        return [entry for *_, entry in sorted(self._worst, key=lambda item: item[:2], reverse=True)]
+
+    def best(self) -> list[dict]:
+        """The kept best images not among the worst, best first."""
+        worst = {id(entry) for entry in self.worst()}
+        return [entry for *_, entry in sorted(self._best, key=lambda item: item[:2], reverse=True)
+                if id(entry) not in worst]
+
+
 def read_truth(image: Path, mask: Path | None, shape: tuple[int, int]) -> np.ndarray:
     """[H, W] bool ground truth (``data.io.read_mask``) of ``image`` of ``shape``; DataError when missing, unreadable or misfit."""
     if mask is None:
@@ -97,11 +141,14 @@ def read_truth(image: Path, mask: Path | None, shape: tuple[int, int]) -> np.nda
 
 
 def evaluate_folder(segmenter: PatchGraphSegmenter, data_dir: str | os.PathLike, limit: int = 0,
-                    baselines: bool = True, progress: bool = True, head: MAESegmenter | None = None) -> dict:
+                    baselines: bool = True, progress: bool = True, head: MAESegmenter | None = None,
+                    gallery: Gallery | None = None) -> dict:
     """Scores on ``data_dir/images`` against ``data_dir/masks``; see the module docstring.
 
     An image without a usable mask is skipped and counted (``skipped``, with reasons). With
-    ``head``, the variants ``head`` and ``head+grabcut`` are scored too.
+    ``head``, the variants ``head`` and ``head+grabcut`` are scored too. ``gallery``: given
+    every image's score maps (the ceiling left out), and at the end each method's mean
+    precision and recall at every threshold (``gallery.curves``).
     """
     data_dir = Path(data_dir)
     root = image_root(data_dir)
@@ -132,25 +179,32 @@ def evaluate_folder(segmenter: PatchGraphSegmenter, data_dir: str | os.PathLike,
                 except DataError as error:
                     skipped[str(path)] = str(error)
                     continue
-                batch.append((pixels, truth))
-            results = segmenter.segment([p for p, _ in batch], refine=False) if batch else []  # refined below
-            probs = predict_foreground(head, [p for p, _ in batch]) if head is not None and batch else [None] * len(batch)
-            for (pixels, truth), result, prob in zip(batch, results, probs):
+                batch.append((path, pixels, truth))
+            images = [pixels for _, pixels, _ in batch]
+            results = segmenter.segment(images, refine=False) if batch else []  # refined below
+            probs = predict_foreground(head, images) if head is not None and batch else [None] * len(batch)
+            for (path, pixels, truth), result, prob in zip(batch, results, probs):
                 height, width = truth.shape
-                scores["graph"].add(result.score, truth)
-                scores["graph+grabcut"].add(refine_with_grabcut(pixels, result.score, seed).astype(np.float32), truth)
+                found = {"graph": result.score,
+                         "graph+grabcut": refine_with_grabcut(pixels, result.score, seed).astype(np.float32)}
                 if prob is not None:
-                    scores["head"].add(prob, truth)
-                    scores["head+grabcut"].add(refine_with_grabcut(pixels, prob, seed).astype(np.float32), truth)
-                scores["patch_ceiling"].add(patch_ceiling(truth, rows, cols).astype(np.float32), truth)
+                    found["head"] = prob
+                    found["head+grabcut"] = refine_with_grabcut(pixels, prob, seed).astype(np.float32)
                 if baselines:
-                    scores["center_prior"].add(center_prior(height, width), truth)
-                    scores["grabcut"].add(grabcut_mask(pixels).astype(np.float32), truth)
+                    found["center_prior"] = center_prior(height, width)
+                    found["grabcut"] = grabcut_mask(pixels).astype(np.float32)
                     ncut = ncut_score(result.graph, height, width)
-                    scores["ncut"].add(ncut, truth)
-                    scores["ncut+grabcut"].add(refine_with_grabcut(pixels, ncut, seed).astype(np.float32), truth)
+                    found["ncut"] = ncut
+                    found["ncut+grabcut"] = refine_with_grabcut(pixels, ncut, seed).astype(np.float32)
+                for name, score in found.items():
+                    scores[name].add(score, truth)
+                scores["patch_ceiling"].add(patch_ceiling(truth, rows, cols).astype(np.float32), truth)
+                if gallery is not None:
+                    gallery.add(str(path.relative_to(root)), pixels, truth, found)
             bar.update(len(paths[first:first + 16]))
     method = "graph+grabcut" if segmenter.config.refine == "grabcut" else "graph"
+    if gallery is not None:
+        gallery.curves = {n: scores[n].curve.mean() for n in names if scores[n].ious and n != "patch_ceiling"}
     if not scores[method].ious:
         raise DataError(data_dir, "no image with a usable ground-truth mask")
     return {

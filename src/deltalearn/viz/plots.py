@@ -127,3 +127,74 @@ def _save(figure, path: str | Path) -> Path:  # noqa: ANN001 (a matplotlib Figur
         figure.savefig(tmp, format="png", dpi=100)
     plt.close(figure)
     return Path(path)
+
+
+def plot_curves_xy(curves: dict[str, tuple[Sequence[float], Sequence[float]]], path: str | Path,
+                   xlabel: str = "recall", ylabel: str = "precision", title: str = "") -> Path:
+    """One line per name of ``curves`` ``{name: (x, y)}`` in one panel (a curve of a single
+    point, e.g. a binary method's, is drawn as a marker)."""
+    figure, ax = plt.subplots(figsize=(6, 4.6))
+    for name, (x, y) in curves.items():
+        x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+        distinct = len({(round(a, 3), round(b, 3)) for a, b in zip(x, y)})
+        ax.plot(x, y, linewidth=1.4, marker="o" if distinct <= 3 else None, markersize=5, label=name)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_xlim(0, 1.02)
+    ax.set_ylim(0, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower left")
+    if title:
+        ax.set_title(title)
+    figure.tight_layout()
+    return _save(figure, path)
+
+
+def plot_distributions(values: dict[str, Sequence[float]], path: str | Path, ylabel: str, title: str = "") -> Path:
+    """A box plot per name of ``values`` (its points drawn over it) with the mean marked."""
+    names = list(values)
+    figure, ax = plt.subplots(figsize=(max(5.0, 0.9 * len(names) + 2), 4.2))
+    ax.boxplot([list(values[n]) for n in names], showmeans=True, widths=0.6)
+    for i, name in enumerate(names, 1):
+        points = np.asarray(values[name], dtype=float)
+        jitter = np.random.default_rng(i).uniform(-0.15, 0.15, len(points))
+        ax.scatter(i + jitter, points, s=6, alpha=0.35, color="tab:gray")
+    ax.set_xticks(range(1, len(names) + 1), names, rotation=30, ha="right")
+    ax.set_ylabel(ylabel)
+    ax.set_ylim(-0.02, 1.02)
+    ax.grid(alpha=0.3, axis="y")
+    if title:
+        ax.set_title(title)
+    figure.tight_layout()
+    return _save(figure, path)
+
+
+def plot_mask_grid(rows: Sequence[tuple[str, np.ndarray, np.ndarray, dict[str, tuple[np.ndarray, float]]]],
+                   path: str | Path, title: str = "") -> Path:
+    """Images side by side: per row ``(name, image [H, W, 3] uint8, truth [H, W] bool,
+    {method: (mask [H, W] bool, IoU)})``, the image, its ground truth, then each method's
+    mask over the image with its IoU."""
+    methods = list(rows[0][3]) if rows else []
+    columns = 2 + len(methods)
+    figure, axes = plt.subplots(len(rows), columns, figsize=(1.9 * columns, 2.3 * len(rows) + 0.5), squeeze=False)
+    for r, (name, image, truth, masks) in enumerate(rows):
+        cells = [("image", image), ("ground truth", _overlay(image, truth, (40, 200, 40)))]
+        cells += [(f"{method}\nIoU {iou:.2f}", _overlay(image, mask, (230, 60, 60))) for method, (mask, iou) in masks.items()]
+        for c, (label, picture) in enumerate(cells):
+            ax = axes[r, c]
+            ax.imshow(picture)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.set_title(label if r == 0 or c >= 2 else "", fontsize=7)
+            if c == 0:
+                ax.set_ylabel(name, fontsize=7)
+    if title:
+        figure.suptitle(title)
+    figure.tight_layout()
+    return _save(figure, path)
+
+
+def _overlay(image: np.ndarray, mask: np.ndarray, colour: tuple[int, int, int], alpha: float = 0.5) -> np.ndarray:
+    out = image.astype(np.float32).copy()
+    out[mask] = (1 - alpha) * out[mask] + alpha * np.asarray(colour, dtype=np.float32)
+    return out.clip(0, 255).astype(np.uint8)
