@@ -11,13 +11,17 @@ from pathlib import Path
 from ..bench import PATHS, BenchSettings, format_report, run_benchmark
 from ..config import find_config, load_config
 from ..data.io import atomic_write_text
+from ..data.errors import DataError
+from ..export.accuracy import compare_accuracy, format_accuracy
 from ..export.onnx import INPUT_MULTIPLE, export_onnx, trace_side
 from ..export.quantize import CALIBRATION_IMAGES, calibration_batches, quantize_int8
-from ..export.runtime import DECISION_TOLERANCE, EXPORT_TOLERANCE, verify_export
+from ..export.runtime import DECISION_TOLERANCE, EXPORT_TOLERANCE, OnnxPredictor, verify_export
 from ..mcn.config import MCNConfig
+from ..mcn.predictor import TorchPredictor
 from ..mcn.weights import load_model
 
 EXPORT_BATCH_CHECK = 2  # images per verification run of an export
+ACCURACY_SUFFIX = ".accuracy.json"  # beside the .onnx: --val's metrics before and after
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
@@ -25,6 +29,8 @@ def _cmd_export(args: argparse.Namespace) -> int:
         raise ValueError(f"{args.out}: the output file must end in .onnx")
     if args.int8 != (args.calib is not None):
         raise ValueError("--int8 and --calib DIR go together: INT8 ranges are calibrated on the images in DIR")
+    if args.val is not None and not (args.val / "annotations.json").is_file():
+        raise DataError(args.val, "--val needs a data folder with annotations.json and images/")
     model, info = load_model(args.weights)  # a checkpoint that does not fit its config fails here
     calibration = calibration_batches(args.calib, info.config.data.image_size, args.calib_images) if args.int8 else []
     size = trace_side(model.output_stride, info.config.data.image_size)  # of the verification inputs
@@ -35,6 +41,11 @@ def _cmd_export(args: argparse.Namespace) -> int:
         worst = verify_export(model, fp32, sizes)
         if args.int8:
             export = quantize_int8(fp32, args.out, calibration)
+        if args.val is not None:  # what the export costs: fp32 graph against INT8, or PyTorch against the graph
+            before = OnnxPredictor(fp32) if args.int8 else TorchPredictor(model, info, precision="fp32")
+            after = OnnxPredictor(args.out)
+            accuracy = compare_accuracy({"fp32": before, "int8": after} if args.int8 else
+                                        {"pytorch": before, "onnx": after}, args.val, batch_size=args.batch_size)
     shapes = ", ".join(f"{b}x3x{h}x{w}" for b, h, w in sizes)
     largest = max(worst, key=worst.get)
     print(f"wrote {args.out} ({args.out.stat().st_size / 2**20:.1f} MiB): tasks {list(model.tasks)}, "
@@ -45,8 +56,15 @@ def _cmd_export(args: argparse.Namespace) -> int:
     print(f"onnx.checker passed; onnxruntime fp32 vs PyTorch on {shapes}: {measure[0]} {worst[largest]:.2e} "
           f"({largest}; tolerance {measure[1]:g})")
     if args.int8:
-        print(f"INT8: calibrated on {export.calibration_images} image(s) from {args.calib}; measure its accuracy "
-              f"with 'deltalearn mcn eval --weights {args.out} --data VAL'")
+        print(f"INT8: calibrated on {export.calibration_images} image(s) from {args.calib}"
+              + ("" if args.val else f"; measure its accuracy with --val DIR, or 'deltalearn mcn eval --weights "
+                                     f"{args.out} --data VAL'"))
+    if args.val is not None:
+        report = args.out.with_suffix(ACCURACY_SUFFIX)
+        atomic_write_text(report, json.dumps({"weights": str(args.weights), "onnx": str(args.out),
+                                              "int8": args.int8, **accuracy}, indent=2) + "\n")
+        print(format_accuracy(accuracy))
+        print(f"wrote {report}")
     return 0
 
 
@@ -85,6 +103,11 @@ def register(commands: argparse._SubParsersAction) -> None:
     export.add_argument("--calib", type=Path, help="folder of images that calibrate the INT8 ranges")
     export.add_argument("--calib-images", type=int, default=CALIBRATION_IMAGES,
                         help=f"calibration images taken from --calib (default {CALIBRATION_IMAGES})")
+    export.add_argument("--val", type=Path, metavar="DIR",
+                        help="data folder (annotations.json, images/) to score each head before and after: fp32 "
+                             f"against INT8 with --int8, else PyTorch against ONNX; printed and written to "
+                             f"OUT with the suffix {ACCURACY_SUFFIX}")
+    export.add_argument("--batch-size", type=int, default=8, help="images per forward pass with --val (default 8)")
     export.set_defaults(func=_cmd_export)
 
     bench = commands.add_parser("bench", help="time the multitask network against its single-task composition")

@@ -17,7 +17,7 @@ from ..data.video import is_video_source
 from ..engine.distributed import print0
 from ..export.runtime import load_predictor
 from ..mcn.config import MCNConfig
-from ..mcn.data import EvalDataset, collate_eval, open_coco
+from ..mcn.data import EvalDataset, check_categories, collate_eval, open_coco
 from ..mcn.evaluate import METRIC_KEYS, Evaluation, evaluate_details, format_metrics
 from ..mcn.predict import predict_images
 from ..mcn.predictor import Predictor
@@ -126,9 +126,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     info = predictor.info
     categories = [name for name in info.category_names]
     dataset = open_coco(args.data, args.ann, args.images, categories)
-    if list(dataset.category_ids) != info.category_ids:
-        raise ValueError(f"{dataset.ann_file}: categories {dataset.category_names} (ids {dataset.category_ids}) do not "
-                         f"match the model's {info.category_names} (ids {info.category_ids})")
+    check_categories(dataset, info)
     items = EvalDataset(dataset, info.config.data.image_size)
     loader = DataLoader(items, batch_size=args.batch_size, num_workers=args.workers, collate_fn=collate_eval)
     details = evaluate_details(predictor, loader, dataset.coco, progress=True, total=len(loader),

@@ -91,6 +91,13 @@ def open_coco(data: Path | None = None, ann: Path | None = None, images: Path | 
     return CocoDataset(ann, images, categories=categories or None, transforms=transforms, tasks=tasks)
 
 
+def check_categories(dataset: CocoDataset, info) -> None:  # noqa: ANN001 (ModelInfo)
+    """A ValueError naming the annotation file when ``dataset``'s categories are not the model's."""
+    if list(dataset.category_ids) != list(info.category_ids):
+        raise ValueError(f"{dataset.ann_file}: categories {dataset.category_names} (ids {dataset.category_ids}) do not "
+                         f"match the model's {info.category_names} (ids {info.category_ids})")
+
+
 def training_transforms(config: DataConfig, keypoint_names: Sequence[str] | None = None) -> Callable:
     """The augmentation of ``config`` at ``config.image_size``."""
     return train_transforms(
