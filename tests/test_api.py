@@ -107,6 +107,47 @@ def test_errors_are_typed_and_name_the_input(run: dict[str, Path], tmp_path: Pat
         MCN(tmp_path / "nothing.safetensors")
 
 
+def test_the_api_raises_what_the_cli_prints(run: dict[str, Path], tmp_path: Path, capsys) -> None:
+    """Each case once through the API (a typed error) and once through the CLI (one line, exit 2)."""
+    (tmp_path / "empty").mkdir()
+    other = tmp_path / "other"
+    assert main(["mcn", "synth", "--out", str(other), "--images", "2", "--size", str(SIZE), "--workers", "1"]) == 0
+    annotations = json.loads((other / "annotations.json").read_text())
+    annotations["categories"] = annotations["categories"][:1]  # person only: not the network's classes
+    annotations["annotations"] = [a for a in annotations["annotations"] if a["category_id"] == 1]
+    (other / "annotations.json").write_text(json.dumps(annotations))
+    model = MCN(run["run"])
+    cases = [
+        (DataError, lambda: model.predict_images(tmp_path / "empty", tmp_path / "out"),
+         ["mcn", "predict", "--weights", str(run["run"]), "--source", str(tmp_path / "empty"), "--out",
+          str(tmp_path / "out")]),
+        (ValueError, lambda: model.evaluate(other),
+         ["mcn", "eval", "--weights", str(run["run"]), "--data", str(other)]),
+        (DataError, lambda: model.evaluate(tmp_path / "empty"),
+         ["mcn", "eval", "--weights", str(run["run"]), "--data", str(tmp_path / "empty")]),
+        (CheckpointError, lambda: MCN(tmp_path / "nothing.onnx"),
+         ["mcn", "predict", "--weights", str(tmp_path / "nothing.onnx"), "--source", str(run["images"][0]),
+          "--out", str(tmp_path / "out")]),
+    ]
+    for kind, call, argv in cases:
+        with pytest.raises(kind) as caught:
+            call()
+        capsys.readouterr()
+        assert main(argv) == EXIT_BAD_INPUT
+        assert capsys.readouterr().err.strip() == f"error: {caught.value}"
+    assert not (tmp_path / "out" / "predictions.json").exists()
+
+
+def test_evaluate_gives_the_cli_metrics_and_report(run: dict[str, Path], tmp_path: Path) -> None:
+    data = run["root"] / "set"
+    assert main(["mcn", "eval", "--weights", str(run["run"]), "--precision", "fp32", "--data", str(data),
+                 "--json", str(tmp_path / "cli.json")]) == 0
+    model = MCN(run["run"], precision="fp32")
+    metrics = model.evaluate(data, report=tmp_path / "report", gallery=1, progress=False)
+    assert metrics == json.loads((tmp_path / "cli.json").read_text())
+    assert model.last_evaluation["images"] == 8 and (tmp_path / "report" / "report.md").is_file()
+
+
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("clip")
@@ -211,6 +252,7 @@ def test_the_readme_examples_run(run: dict[str, Path], tmp_path: Path, monkeypat
     (demo / "runs" / "mcn_seg_det_pose").symlink_to(run["run"])
     (demo / "data" / "people_simple_val").mkdir(parents=True)
     (demo / "data" / "people_simple_val" / "images").symlink_to(run["images"][0].parent)
+    (demo / "data" / "people_simple_val" / "annotations.json").symlink_to(run["root"] / "set" / "annotations.json")
     (demo / "runs" / "mae").mkdir()
     save_mae(fresh_mae(), demo / "runs" / "mae" / "mae.safetensors")
     composite = demo / "data" / "composites_val" / "images" / "000000.png"
@@ -224,3 +266,4 @@ def test_the_readme_examples_run(run: dict[str, Path], tmp_path: Path, monkeypat
         exec(compile(code, "README.md", "exec"), {})  # noqa: S102
     assert (tmp_path / "out" / "clip" / "clip.mp4").is_file()
     assert len((tmp_path / "out" / "clip" / "predictions.jsonl").read_text().splitlines()) == 4
+    assert (tmp_path / "out" / "report" / "report.md").is_file()

@@ -19,6 +19,7 @@ import itertools
 import json
 import os
 import time
+import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,26 +29,31 @@ import cv2
 import numpy as np
 import torch
 from pycocotools import mask as mask_utils
+from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from .config import from_dict
-from .data.errors import DataError
-from .data.io import load_rgb
+from .data.errors import DataError, DataWarning
+from .data.io import IMAGE_SUFFIXES, atomic_write_text, list_images, load_rgb
 from .data.sample import Sample, empty_targets
 from .data.transforms import Letterbox
 from .data.video import FrameSource, VideoSink
 from .export.runtime import load_predictor
 from .mae.pretrain import load_trained_mae
 from .mae.segment import PatchGraphConfig, PatchGraphSegmenter, Segmentation, segmentation_figure
+from .mcn.data import EvalDataset, check_categories, collate_eval, open_coco
+from .mcn.evaluate import evaluate_details
 from .mcn.predict import draw_prediction
 from .mcn.predictor import Predictor
+from .mcn.report import write_report
 from .mcn.tasks.base import boxes_to_original
 from .mcn.tasks.segmentation import labels_to_original
 from .mcn.tracking import UNTRACKED, BoxTracker, match_identities
-from .viz.draw import MIN_DRAW_SIDE
+from .viz.draw import MIN_DRAW_SIDE, save_png
 
 SCORE_THRESHOLD = 0.3  # boxes and persons below this score are left out (the CLI's default)
 PREDICTIONS_JSONL = "predictions.jsonl"  # one line per frame of a video or stream
+PREDICTIONS_JSON = "predictions.json"  # COCO results of still images
 Item = str | os.PathLike | np.ndarray | torch.Tensor | Any  # a path, an RGB array or a PIL image
 
 
@@ -169,6 +175,74 @@ class MCN:
             results.append(self._result(original, sample, {task: found[i] for task, found in decoded.items()}))
             results[-1].seconds = seconds
         return results
+
+    def predict_images(self, source: str | os.PathLike, out_dir: str | os.PathLike, batch: int = 8,
+                       progress: bool = True) -> dict:
+        """Predict an image or every image below a folder; write ``out_dir/predictions.json``
+        (COCO results, each entry also naming its ``task`` and ``file_name``; ``image_id`` is
+        the image's 1-based place in name order) and one drawing per image, ``out_dir/<name>.png``.
+
+        In a folder, an unreadable image is skipped with a warning and counted; a single bad
+        image, or a folder without images, is a DataError. Returns the images done, the
+        predictions written and the skipped paths.
+        """
+        source, out_dir = Path(source), Path(out_dir)
+        paths = list_images(source)
+        if not paths:
+            raise DataError(source, f"no images ({', '.join(IMAGE_SUFFIXES)}) in this folder or below")
+        entries: list[dict] = []
+        skipped: list[str] = []
+        loaded: list[tuple[int, str, np.ndarray]] = []
+
+        def flush() -> None:
+            results = self._predict_batch([pixels for _, _, pixels in loaded])
+            for (image_id, name, _), result in zip(loaded, results):
+                entries.extend({**entry, "file_name": name} for entry in result.to_coco(image_id))
+                save_png(torch.from_numpy(result.plot()).permute(2, 0, 1), out_dir / Path(name).with_suffix(".png"))
+            loaded.clear()
+
+        for index, path in enumerate(tqdm(paths, desc="predict", unit="image", disable=not progress or len(paths) == 1)):
+            try:
+                pixels = load_rgb(path)
+            except DataError as error:
+                if source.is_file():
+                    raise
+                warnings.warn(f"skipping image: {error}", DataWarning, stacklevel=2)
+                skipped.append(str(path))
+                continue
+            loaded.append((index + 1, str(path.relative_to(source)) if source.is_dir() else path.name, pixels))
+            if len(loaded) == batch:
+                flush()
+        if loaded:
+            flush()
+        atomic_write_text(out_dir / PREDICTIONS_JSON, json.dumps(entries) + "\n")
+        done = len(paths) - len(skipped)
+        print(f"{done} image(s): {len(entries)} predictions written to {out_dir / PREDICTIONS_JSON}, drawings in "
+              f"{out_dir}" + (f"; skipped {len(skipped)} unreadable image(s)" if skipped else ""))
+        return {"images": done, "predictions": len(entries), "skipped": skipped}
+
+    def evaluate(self, data: str | os.PathLike | None = None, ann: str | os.PathLike | None = None,
+                 images: str | os.PathLike | None = None, batch: int = 8, workers: int = 1,
+                 report: str | os.PathLike | None = None, gallery: int = 4, progress: bool = True) -> dict[str, float]:
+        """COCO box and keypoint AP and segmentation IoU on a COCO dataset (a folder with
+        annotations.json and images/ as ``data``, or ``ann`` with ``images``) whose categories
+        are the network's: the keys of ``mcn eval --json``. ``report``: also write that
+        folder's report.md (precision-recall curves, confusion matrix, ``gallery`` worst and
+        best images). The images scored and skipped are kept in ``self.last_evaluation``."""
+        dataset = open_coco(Path(data) if data is not None else None, Path(ann) if ann is not None else None,
+                            Path(images) if images is not None else None, self.names)
+        check_categories(dataset, self.info)
+        items = EvalDataset(dataset, self.info.config.data.image_size)
+        loader = DataLoader(items, batch_size=batch, num_workers=workers, collate_fn=collate_eval)
+        details = evaluate_details(self.predictor, loader, dataset.coco, progress=progress, total=len(loader),
+                                   min_score=self.score_threshold)
+        done = len(dataset) - len(dataset.skipped)
+        path = None
+        if report is not None:
+            path = write_report(details, items, self.predictor, report, gallery=gallery,
+                                title=f"{self.weights} on {done} images of {dataset.ann_file}")
+        self.last_evaluation = {"images": done, "skipped": list(dataset.skipped), "report": path, "details": details}
+        return details.metrics
 
     def stream(self, source: str | os.PathLike, track: bool = False) -> Iterator[MCNResult]:
         """Results frame by frame of a video file, a folder of frames, a camera index ("0")

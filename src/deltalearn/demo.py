@@ -16,10 +16,10 @@ import math
 import time
 from pathlib import Path
 
+from .api import MCN
 from .config import PACKAGED_CONFIGS, load_config
 from .data.io import atomic_write_text
 from .data.synth import generate_composites, generate_people
-from .export.runtime import load_predictor
 from .mae.config import MAEPretrainConfig
 from .mae.evaluate import evaluate_folder, format_eval
 from .mae.pretrain import load_trained_mae, pretrain
@@ -27,7 +27,6 @@ from .mae.segment import PatchGraphSegmenter, segment_files
 from .mcn.config import MCNConfig
 from .mcn.data import open_coco
 from .mcn.evaluate import METRIC_KEYS, format_metrics
-from .mcn.predict import predict_images
 from .mcn.train import train
 
 VAL_SEED_OFFSET = 1000  # the held-out set's seed is the training seed plus this
@@ -76,7 +75,7 @@ def run_mcn_demo(out: Path, minutes: float, images: int, val_images: int, seed: 
     source_dir.mkdir(parents=True, exist_ok=True)
     for path in sources:
         (source_dir / path.name).write_bytes(path.read_bytes())
-    predict_images(load_predictor(run_dir), source_dir, drawings)
+    MCN(run_dir).predict_images(source_dir, drawings)
     return result
 
 

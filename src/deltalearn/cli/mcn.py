@@ -15,11 +15,9 @@ from ..data.synth import SCENES, generate_people
 from ..data.synth.video import TRACKS_FILE, VIDEO_FILE, generate_people_video
 from ..data.video import is_video_source
 from ..engine.distributed import print0
-from ..export.runtime import load_predictor
 from ..mcn.config import MCNConfig
-from ..mcn.data import EvalDataset, check_categories, collate_eval, open_coco
-from ..mcn.evaluate import METRIC_KEYS, Evaluation, evaluate_details, format_metrics
-from ..mcn.predict import predict_images
+from ..mcn.data import collate_eval, open_coco
+from ..mcn.evaluate import METRIC_KEYS, evaluate_details, format_metrics
 from ..mcn.predictor import Predictor
 from ..mcn.report import write_report
 from ..mcn.sources import coverage, evaluation_sets, open_sources
@@ -113,48 +111,40 @@ def _eval_sources(args: argparse.Namespace, predictor: Predictor) -> int:
         title = f"{source.label} ({len(dataset) - len(dataset.skipped)} images, tasks {', '.join(dataset.tasks or ())})"
         print(format_metrics(details.metrics, title=title))
         if args.report:
-            _report(args, details, items, predictor, args.report / source.label, f"{args.weights} on {title}")
+            _print_report(write_report(details, items, predictor, args.report / source.label,
+                                       title=f"{args.weights} on {title}", gallery=args.gallery), args.gallery)
     if args.json:
         atomic_write_text(args.json, json.dumps({"sources": found}, indent=2) + "\n")
     return 0
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    predictor = load_predictor(args.weights, args.precision)  # PyTorch weights or an exported .onnx
+    model = MCN(args.weights, args.precision, score_threshold=args.score)  # PyTorch weights or an exported .onnx
     if args.config is not None:
-        return _eval_sources(args, predictor)
-    info = predictor.info
-    categories = [name for name in info.category_names]
-    dataset = open_coco(args.data, args.ann, args.images, categories)
-    check_categories(dataset, info)
-    items = EvalDataset(dataset, info.config.data.image_size)
-    loader = DataLoader(items, batch_size=args.batch_size, num_workers=args.workers, collate_fn=collate_eval)
-    details = evaluate_details(predictor, loader, dataset.coco, progress=True, total=len(loader),
-                               min_score=args.score)
-    title = f"{args.weights} on {len(dataset) - len(dataset.skipped)} images"
-    print(format_metrics(details.metrics, title=title))
-    if dataset.skipped:
-        print(f"skipped {len(dataset.skipped)} bad image(s)")
+        return _eval_sources(args, model.predictor)
+    metrics = model.evaluate(args.data, args.ann, args.images, batch=args.batch_size, workers=args.workers,
+                             report=args.report, gallery=args.gallery)
+    done = model.last_evaluation
+    print(format_metrics(metrics, title=f"{args.weights} on {done['images']} images"))
+    if done["skipped"]:
+        print(f"skipped {len(done['skipped'])} bad image(s)")
     if args.json:
-        atomic_write_text(args.json, json.dumps(details.metrics, indent=2) + "\n")
-    if args.report:
-        _report(args, details, items, predictor, args.report, f"{title} of {dataset.ann_file}")
+        atomic_write_text(args.json, json.dumps(metrics, indent=2) + "\n")
+    if done["report"] is not None:
+        _print_report(done["report"], args.gallery)
     return 0
 
 
-def _report(args: argparse.Namespace, details: Evaluation, items: EvalDataset, predictor: Predictor, out: Path,
-            title: str) -> None:
-    path = write_report(details, items, predictor, out, title=title, gallery=args.gallery)
-    print(f"report: {path} (precision-recall curves, confusion matrix, {args.gallery} worst and best images)")
+def _print_report(path: Path, gallery: int) -> None:
+    print(f"report: {path} (precision-recall curves, confusion matrix, {gallery} worst and best images)")
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
+    model = MCN(args.weights, args.precision, score_threshold=args.score)
     if is_video_source(args.source) or args.video or args.track:
-        MCN(args.weights, args.precision, score_threshold=args.score).predict_video(args.source, args.out,
-                                                                                  track=args.track)
-        return 0
-    predict_images(load_predictor(args.weights, args.precision), Path(args.source), args.out,
-                   score_threshold=args.score)
+        model.predict_video(args.source, args.out, track=args.track)
+    else:
+        model.predict_images(args.source, args.out)
     return 0
 
 
