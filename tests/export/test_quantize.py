@@ -14,7 +14,7 @@ from deltalearn.export.runtime import OnnxPredictor
 from deltalearn.mcn.data import EvalDataset, collate_eval, open_coco
 from deltalearn.mcn.evaluate import evaluate
 
-from .settings import SHAPES, SIZE, eager_and_onnx
+from .settings import SHAPES, SIZE, TINY, eager_and_onnx
 
 
 def test_int8_is_quantized_close_and_its_metric_change_is_reported(run: Path, data: Path, exported: dict[str, Path],
@@ -63,3 +63,17 @@ def test_export_val_compares_pytorch_with_onnx_and_rejects_a_folder_without_anno
     assert main(["mcn", "export", "--weights", str(run), "--out", str(tmp_path / "x.onnx"), "--val",
                  str(data / "images")]) == EXIT_BAD_INPUT
     assert "annotations.json" in capsys.readouterr().err and not (tmp_path / "x.onnx").exists()
+
+
+def test_separable_per_task_heads_export_and_quantize(data: Path, tmp_path: Path, capsys):
+    run = tmp_path / "run"
+    assert main(["mcn", "train", "--data", str(data), "--out", str(run), *TINY, "train.epochs=2",
+                 "model.head_conv=separable", "model.head_trunk=per_task"]) == 0
+    for extra in ([], ["--decode"], ["--int8", "--calib", str(data / "images")]):
+        out = tmp_path / f"model{len(extra)}.onnx"
+        assert main(["mcn", "export", "--weights", str(run), "--out", str(out), *extra]) == 0  # verified inside
+    proto = onnx.load(str(tmp_path / "model3.onnx"))
+    depthwise = [node for node in proto.graph.node if node.op_type == "Conv"
+                 and any(a.name == "group" and a.i > 1 for a in node.attribute)]
+    assert len(depthwise) == 3  # one per task
+    assert "onnx.checker passed" in capsys.readouterr().out

@@ -70,6 +70,34 @@ def test_per_task_trunks_share_one_hidden_conv_per_task() -> None:
         mcn("resnet18", head_trunk="per_head", **SMALL)
 
 
+@pytest.mark.parametrize("trunk", ["per_output", "per_task"])
+def test_separable_heads_give_the_same_outputs_for_a_fraction_of_the_work(trunk: str) -> None:
+    """``head_conv="separable"``: a depthwise 3x3 and a 1x1 in place of each dense 3x3, the same
+    output names, shapes and priors, and far fewer multiply-adds in the heads."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    def head_flops(model: torch.nn.Module) -> int:
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            model(torch.randn(1, 3, 128, 128))
+        parts = counter.get_flop_counts()
+        return sum(sum(counts.values()) for name, counts in parts.items()  # one entry per task module
+                   if name.count(".") == 2 and ".tasks." in name)
+
+    dense = mcn("resnet18", num_classes=NUM_CLASSES, head_trunk=trunk, **SMALL).eval()
+    separable = mcn("resnet18", num_classes=NUM_CLASSES, head_trunk=trunk, head_conv="separable", **SMALL).eval()
+    depthwise = [m for m in separable.tasks.modules() if isinstance(m, torch.nn.Conv2d) and m.groups > 1]
+    assert len(depthwise) == (3 if trunk == "per_task" else 7) and all(m.kernel_size == (3, 3) for m in depthwise)
+    assert not any(m.kernel_size == (3, 3) and m.groups == 1 for m in separable.tasks.modules()
+                   if isinstance(m, torch.nn.Conv2d))
+    with torch.no_grad():
+        outputs = separable(torch.randn(2, 3, 128, 128))
+    assert {k: tuple(v.shape) for k, v in outputs.items()} == expected_shapes(128, 128)
+    assert torch.sigmoid(outputs["det.heatmap"]).mean().item() == pytest.approx(0.1, abs=0.05)
+    assert head_flops(separable) < 0.4 * head_flops(dense)
+    with pytest.raises(ValueError, match="head_conv"):
+        mcn("resnet18", head_conv="grouped", **SMALL)
+
+
 def test_heatmap_heads_start_at_the_prior() -> None:
     model = mcn("resnet18", num_classes=NUM_CLASSES, **SMALL).eval()
     with torch.no_grad():

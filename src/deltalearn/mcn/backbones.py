@@ -7,6 +7,7 @@ which is what timm's ImageNet weights of all supported backbones expect.
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
 
 import timm
@@ -42,7 +43,9 @@ class TimmBackbone(nn.Module):
                  output_stride: int = 4) -> None:
         super().__init__()
         if not timm.is_model(name):
-            raise ValueError(f"unknown timm backbone {name!r}; tested: {', '.join(BACKBONES)}")
+            near = difflib.get_close_matches(name, timm.list_models(), n=5, cutoff=0.6)
+            raise ValueError(f"unknown timm backbone {name!r}" + (f"; nearest: {', '.join(near)}" if near else "")
+                             + f"; tested: {', '.join(BACKBONES)}")
         out_indices = tuple(range(-levels, 0))  # the deepest ``levels`` feature maps
         self.body = _create_features(name, pretrained, out_indices)
         self.name = name

@@ -63,6 +63,7 @@ class ModelConfig:
     neck_channels: int = 64  # channels of the stride-4 feature map shared by all heads
     head_channels: int = 64  # hidden channels of each head's 3x3 conv
     head_trunk: Literal["per_output", "per_task"] = "per_output"  # a 3x3 conv per output (CenterNet) or per task
+    head_conv: Literal["dense", "separable"] = "dense"  # that 3x3 conv: dense (CenterNet) or depthwise + 1x1
     pose_offsets: Literal["per_joint", "shared"] = "per_joint"  # keypoint sub-pixel offsets
     # cells that learn the regressed outputs (box size and offset, keypoint displacements):
     # the center cell (CenterNet's) or a Gaussian region around it (TTFNet's), see mcn.heatmaps

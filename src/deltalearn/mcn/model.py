@@ -117,7 +117,7 @@ def build_mcn(config: ModelConfig, num_classes: int = 1, person_label: int = 0, 
     backbone = TimmBackbone(config.backbone, pretrained=config.pretrained)
     neck = UpsampleNeck(backbone.channels, backbone.reductions, config.neck_channels)
     common: dict[str, Any] = {"in_channels": neck.out_channels, "head_channels": config.head_channels,
-                              "head_trunk": config.head_trunk}
+                              "head_trunk": config.head_trunk, "head_conv": config.head_conv}
     built: dict[str, Task] = {}
     for name in TASKS:  # in the order det, seg, pose, whatever the order of config.tasks
         if name not in config.tasks:

@@ -96,6 +96,7 @@ class DetectionTask(Task):
     def __init__(self, num_classes: int, in_channels: int, head_channels: int = 64,
                  max_objects: int = MAX_OBJECTS, weight: float = 1.0,
                  term_weights: Mapping[str, float] | None = None, head_trunk: str = "per_output",
+                 head_conv: str = "dense",
                  box_regression: str = "center") -> None:
         if box_regression not in REGRESSION:
             raise ValueError(f"box_regression must be one of {REGRESSION}, got {box_regression!r}")
@@ -104,7 +105,7 @@ class DetectionTask(Task):
             "size": HeadSpec(2),
             "offset": HeadSpec(2),
         }
-        super().__init__(heads, in_channels, head_channels, weight, term_weights, head_trunk)
+        super().__init__(heads, in_channels, head_channels, weight, term_weights, head_trunk, head_conv)
         self.num_classes = num_classes
         self.max_objects = max_objects
         self.box_regression = box_regression

@@ -145,6 +145,7 @@ class PoseTask(Task):
     def __init__(self, in_channels: int, head_channels: int = 64, person_label: int = 0,
                  pose_offsets: str = "per_joint", max_objects: int = MAX_OBJECTS, weight: float = 1.0,
                  term_weights: Mapping[str, float] | None = None, head_trunk: str = "per_output",
+                 head_conv: str = "dense",
                  regression: str = "center") -> None:
         if regression not in REGRESSION:
             raise ValueError(f"pose regression must be one of {REGRESSION}, got {regression!r}")
@@ -156,7 +157,7 @@ class PoseTask(Task):
             "displacement": HeadSpec(2 * NUM_KEYPOINTS),
             "offset": HeadSpec(2 * offset_groups),
         }
-        super().__init__(heads, in_channels, head_channels, weight, term_weights, head_trunk)
+        super().__init__(heads, in_channels, head_channels, weight, term_weights, head_trunk, head_conv)
         self.person_label = person_label
         self.pose_offsets = pose_offsets
         self.max_objects = max_objects

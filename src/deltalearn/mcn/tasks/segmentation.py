@@ -78,9 +78,10 @@ class SegmentationTask(Task):
     distilled = {"logits": ("softmax", None, "ce")}
 
     def __init__(self, num_classes: int, in_channels: int, head_channels: int = 64, weight: float = 1.0,
-                 term_weights: Mapping[str, float] | None = None, head_trunk: str = "per_output") -> None:
+                 term_weights: Mapping[str, float] | None = None, head_trunk: str = "per_output",
+                 head_conv: str = "dense") -> None:
         super().__init__({"logits": HeadSpec(num_classes + 1)}, in_channels, head_channels, weight, term_weights,
-                         head_trunk)
+                         head_trunk, head_conv)
         self.num_classes = num_classes
 
     def encode_sample(self, sample: Sample, output_stride: int) -> dict[str, torch.Tensor]:
