@@ -97,7 +97,30 @@ def test_shipped_configs_by_name_and_all_valid():
                                         for combo in ("seg", "det", "seg_det", "det_pose", "seg_det_pose")}
     for path in shipped:
         config = load_config(MCNConfig, path)
-        assert path.stem.endswith("_" + "_".join(config.model.tasks))
+        assert path.stem.removesuffix("_mobile").endswith("_" + "_".join(config.model.tasks))
+        if path.stem.endswith("_mobile"):  # the same recipe as its base on a mobile backbone
+            base = load_config(MCNConfig, path.with_name(path.stem.removesuffix("_mobile") + ".yaml"))
+            assert config.model.backbone == "mobilenetv3_large_100" and config.model.head_conv == "separable"
+            assert config.train == base.train and config.data == base.data and config.loss == base.loss
+
+
+def test_a_config_names_its_base_and_sets_only_what_differs(tmp_path: Path):
+    (tmp_path / "parent.yaml").write_text("train:\n  epochs: 7\n  lr: 0.5\nmodel:\n  head_channels: 32\n")
+    (tmp_path / "child.yaml").write_text("base: parent\ntrain:\n  lr: 0.25\n")
+    (tmp_path / "grandchild.yaml").write_text("base: child.yaml\nmodel:\n  neck_channels: 16\n")
+    config = load_config(MCNConfig, tmp_path / "grandchild.yaml", ["train.epochs=9"])
+    assert (config.train.epochs, config.train.lr, config.model.head_channels, config.model.neck_channels) == \
+        (9, 0.25, 32, 16)
+    (tmp_path / "shipped.yaml").write_text("base: synth_det\nmodel:\n  backbone: dla34\n")
+    config = load_config(MCNConfig, tmp_path / "shipped.yaml")
+    assert config.model.backbone == "dla34" and config.model.tasks == ["det"] and config.data.image_size == 128
+    (tmp_path / "loop.yaml").write_text("base: loop\n")
+    (tmp_path / "missing.yaml").write_text("base: synth_dett\n")
+    (tmp_path / "typo.yaml").write_text("base: parent\ntrain:\n  epoch: 3\n")
+    for name, words in (("loop", "loop of bases"), ("missing", "did you mean 'synth_det'"),
+                        ("typo", "typo.yaml: unknown config key 'train.epoch'")):
+        with pytest.raises(ConfigError, match=words):
+            load_config(MCNConfig, tmp_path / f"{name}.yaml")
 
 
 def test_atomic_writes_get_the_mode_of_a_normal_new_file(tmp_path):

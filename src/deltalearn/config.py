@@ -226,11 +226,46 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
+BASE_KEY = "base"  # a config file's parent: a file beside it, a path, or a shipped config of the same system
+MAX_BASES = 8  # the longest chain of bases
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """The mapping of a config file with its ``base:`` chain merged in, parent first: a file
+    may name a parent (``base: synth_seg_det_pose``, a file beside it or a shipped config
+    of the same system) and set only the keys that differ."""
+    path = Path(path)
+    data = read_yaml(path)
+    chain = [path]
+    while BASE_KEY in data:
+        name = data.pop(BASE_KEY)
+        if not isinstance(name, str) or not name:
+            raise ConfigError(f"{chain[-1]}: '{BASE_KEY}' must name a config file, got {name!r}")
+        parent = _find_base(name, chain[-1])
+        if parent.resolve() in {p.resolve() for p in chain} or len(chain) > MAX_BASES:
+            raise ConfigError(f"{chain[-1]}: '{BASE_KEY}: {name}' makes a loop of bases")
+        chain.append(parent)
+        data = _merge(read_yaml(parent), data)
+    return data
+
+
+def _find_base(name: str, child: Path) -> Path:
+    """The file ``base: name`` of ``child`` means: beside ``child``, as a path, or shipped."""
+    candidates = [child.parent / name, child.parent / f"{name}.yaml", Path(name)]
+    candidates += sorted(PACKAGED_CONFIGS.glob(f"*/{name}.yaml"))
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    shipped = sorted(p.stem for p in PACKAGED_CONFIGS.glob("*/*.yaml"))
+    raise ConfigError(f"{child}: base config '{name}' not found beside it nor shipped{_nearest(name, shipped)}")
+
+
 def load_config(cls: type[T], path: str | Path | None = None, overrides: list[str] | None = None) -> T:
-    """Defaults of ``cls``, updated by the YAML file at ``path``, then by ``key=value`` overrides."""
+    """Defaults of ``cls``, updated by the YAML file at ``path`` (and the ``base:`` files it
+    names), then by ``key=value`` overrides."""
     data: dict[str, Any] = {}
     if path is not None:
-        data = read_yaml(path)
+        data = read_config_file(path)
         try:
             from_dict(cls, data)
         except ConfigError as error:

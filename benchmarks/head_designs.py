@@ -1,0 +1,80 @@
+"""Do cheaper heads keep accuracy? seg + det + pose (``synth_seg_det_pose``) trained for the
+same number of steps with each head design and backbone, on the demo's data (2,000 simple
+scenes, 128 px; 200 held-out images of another seed), validated along the way.
+
+Designs: CenterNet's dense 3x3 conv per output (today's default), and a depthwise-separable
+3x3 conv shared by each task's outputs (``model.head_conv=separable model.head_trunk=per_task``).
+The learning-rate schedule follows steps, not the clock, so that every run anneals to zero at
+the same step. Results go to ``--json`` after each run; a rerun skips the runs it holds.
+
+    python benchmarks/head_designs.py --epochs 12 --json benchmarks/results/head_designs.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from deltalearn.config import PACKAGED_CONFIGS, load_config
+from deltalearn.data.io import atomic_write_text
+from deltalearn.data.synth import generate_people
+from deltalearn.engine.metrics_log import read_metrics
+from deltalearn.mcn.config import MCNConfig
+from deltalearn.mcn.data import open_coco
+from deltalearn.mcn.evaluate import format_metrics
+from deltalearn.mcn.train import train
+
+BACKBONES = {"resnet18": [], "mobilenetv3": ["model.backbone=mobilenetv3_large_100"]}
+DESIGNS = {"dense per output": [], "separable per task": ["model.head_conv=separable", "model.head_trunk=per_task"]}
+VAL_SEED_OFFSET = 1000
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, default=Path("runs/head_designs"))
+    parser.add_argument("--json", type=Path, default=Path("benchmarks/results/head_designs.json"))
+    parser.add_argument("--epochs", type=int, default=12, help="epochs of 125 steps (batch 16, 2,000 images)")
+    parser.add_argument("--val-every", type=int, default=4, help="validate every N epochs")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--only-backbone", nargs="+", choices=list(BACKBONES), default=list(BACKBONES))
+    args = parser.parse_args()
+    train_dir, val_dir = args.out / "data" / "train", args.out / "data" / "val"
+    for folder, count, seed in ((train_dir, 2000, args.seed), (val_dir, 200, args.seed + VAL_SEED_OFFSET)):
+        if not (folder / "annotations.json").is_file():
+            generate_people(folder, num_images=count, size=128, seed=seed, scene="simple")
+    cpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
+    results = json.loads(args.json.read_text()) if args.json.is_file() else {}
+    results.setdefault("runs", {})
+    results.update(command="python " + " ".join(sys.argv), epochs=args.epochs,
+                   cpu=next((line.split(":", 1)[1].strip() for line in cpu.splitlines()
+                             if line.startswith("Model name")), "unknown"))
+    for backbone in args.only_backbone:
+        for design, overrides in DESIGNS.items():
+            name = f"{backbone}, {design}"
+            if name in results["runs"]:
+                print(f"{name}: done before, skipped")
+                continue
+            config = load_config(MCNConfig, PACKAGED_CONFIGS / "mcn" / "synth_seg_det_pose.yaml", [
+                *BACKBONES[backbone], *overrides, f"train.epochs={args.epochs}", "train.max_minutes=0",
+                "train.schedule_by_clock=false", f"train.val_every={args.val_every}", f"train.seed={args.seed}"])
+            run = args.out / name.replace(", ", "_").replace(" ", "_")
+            started = time.time()
+            metrics = train(config, open_coco(train_dir), run, val_set=open_coco(val_dir))
+            curve = [{k: v for k, v in r.items() if k in ("step", "det_ap", "det_ap50", "pose_ap", "pose_ap50",
+                                                          "seg_iou", "seg_miou")}
+                     for r in read_metrics(run) if r.get("split") == "val"]
+            results["runs"][name] = {
+                "overrides": overrides + BACKBONES[backbone], "steps": metrics.get("step"),
+                "minutes": round((time.time() - started) / 60, 2),
+                "metrics": {k: v for k, v in metrics.items() if k.startswith(("det_", "pose_", "seg_"))},
+                "curve": curve}
+            print(format_metrics(results["runs"][name]["metrics"], title=name))
+            atomic_write_text(args.json, json.dumps(results, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
