@@ -131,11 +131,16 @@ def test_atomic_writes_get_the_mode_of_a_normal_new_file(tmp_path):
 
     old = os.umask(0o022)
     try:
+        import torch
+
+        from deltalearn.engine.checkpoint import save_weights
+
         atomic_write_text(tmp_path / "a.json", "{}")
         with atomic_path(tmp_path / "b.bin") as tmp:
             tmp.write_bytes(b"x")
+        save_weights({"w": torch.zeros(2)}, tmp_path / "c.safetensors")  # safetensors recreates the file as 0600
         assert new_file_mode() == 0o644
-        for name in ("a.json", "b.bin"):
+        for name in ("a.json", "b.bin", "c.safetensors"):
             assert (tmp_path / name).stat().st_mode & 0o777 == 0o644
     finally:
         os.umask(old)

@@ -10,6 +10,7 @@ so it holds nothing but tensors, numbers, strings, lists and dicts.
 from __future__ import annotations
 
 import json
+import os
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +22,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from ..data.io import atomic_path
+from ..data.io import atomic_path, new_file_mode
 from .distributed import unwrap_model
 
 LAST_WEIGHTS = "last.safetensors"
@@ -86,6 +87,7 @@ def save_weights(
         header[_ALIASES_KEY] = json.dumps(aliases)
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata=header)
+        os.chmod(tmp, new_file_mode())  # safetensors writes a new file with mode 0600
 
 
 def read_weights(path: str | Path) -> dict[str, torch.Tensor]:
