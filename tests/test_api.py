@@ -15,7 +15,7 @@ from PIL import Image
 import deltalearn
 from deltalearn import MAE, MCN, MAEResult, MCNResult
 from deltalearn.cli import EXIT_BAD_INPUT, main
-from deltalearn.data.errors import DataError
+from deltalearn.data.errors import DataError, DataWarning
 from deltalearn.data.io import atomic_write_bytes, encode_png, load_rgb
 from deltalearn.data.synth.video import VIDEO_FILE, generate_people_video
 from deltalearn.data.video import FrameSource
@@ -138,7 +138,7 @@ def test_the_api_raises_what_the_cli_prints(run: dict[str, Path], tmp_path: Path
     assert not (tmp_path / "out" / "predictions.json").exists()
 
 
-def test_evaluate_gives_the_cli_metrics_and_report(run: dict[str, Path], tmp_path: Path) -> None:
+def test_evaluate_gives_the_cli_metrics_and_report(run: dict[str, Path], tmp_path: Path, capsys) -> None:
     data = run["root"] / "set"
     assert main(["mcn", "eval", "--weights", str(run["run"]), "--precision", "fp32", "--data", str(data),
                  "--json", str(tmp_path / "cli.json")]) == 0
@@ -146,6 +146,17 @@ def test_evaluate_gives_the_cli_metrics_and_report(run: dict[str, Path], tmp_pat
     metrics = model.evaluate(data, report=tmp_path / "report", gallery=1, progress=False)
     assert metrics == json.loads((tmp_path / "cli.json").read_text())
     assert model.last_evaluation["images"] == 8 and (tmp_path / "report" / "report.md").is_file()
+    broken = tmp_path / "broken"  # one unreadable image: skipped and counted, in the loader's worker too
+    (broken / "images").mkdir(parents=True)
+    (broken / "annotations.json").write_bytes((data / "annotations.json").read_bytes())
+    for path in sorted((data / "images").iterdir()):
+        (broken / "images" / path.name).write_bytes(path.read_bytes())
+    (broken / "images" / "000003.png").write_bytes(b"not a png")
+    with pytest.warns(DataWarning, match="000003.png"):
+        model.evaluate(broken, workers=0, progress=False)
+    assert (model.last_evaluation["images"], model.last_evaluation["skipped"]) == (7, 1)
+    assert main(["mcn", "eval", "--weights", str(run["run"]), "--data", str(broken), "--workers", "1"]) == 0
+    assert "on 7 images" in capsys.readouterr().out
 
 
 @pytest.fixture(scope="module")

@@ -228,7 +228,8 @@ class MCN:
         annotations.json and images/ as ``data``, or ``ann`` with ``images``) whose categories
         are the network's: the keys of ``mcn eval --json``. ``report``: also write that
         folder's report.md (precision-recall curves, confusion matrix, ``gallery`` worst and
-        best images). The images scored and skipped are kept in ``self.last_evaluation``."""
+        best images). The numbers of images scored and skipped (unreadable, or contradicting
+        their annotations) are kept in ``self.last_evaluation``."""
         dataset = open_coco(Path(data) if data is not None else None, Path(ann) if ann is not None else None,
                             Path(images) if images is not None else None, self.names)
         check_categories(dataset, self.info)
@@ -236,12 +237,12 @@ class MCN:
         loader = DataLoader(items, batch_size=batch, num_workers=workers, collate_fn=collate_eval)
         details = evaluate_details(self.predictor, loader, dataset.coco, progress=progress, total=len(loader),
                                    min_score=self.score_threshold)
-        done = len(dataset) - len(dataset.skipped)
+        done = len(details.per_image)  # bad images are skipped in the loader's workers, out of sight here
         path = None
         if report is not None:
             path = write_report(details, items, self.predictor, report, gallery=gallery,
                                 title=f"{self.weights} on {done} images of {dataset.ann_file}")
-        self.last_evaluation = {"images": done, "skipped": list(dataset.skipped), "report": path, "details": details}
+        self.last_evaluation = {"images": done, "skipped": len(dataset) - done, "report": path, "details": details}
         return details.metrics
 
     def stream(self, source: str | os.PathLike, track: bool = False) -> Iterator[MCNResult]:

@@ -108,7 +108,7 @@ def _eval_sources(args: argparse.Namespace, predictor: Predictor) -> int:
         details = evaluate_details(predictor, loader, dataset.coco, progress=True, total=len(loader),
                                    tasks=dataset.tasks, category_ids=ids, min_score=args.score)
         found[source.label] = details.metrics
-        title = f"{source.label} ({len(dataset) - len(dataset.skipped)} images, tasks {', '.join(dataset.tasks or ())})"
+        title = f"{source.label} ({len(details.per_image)} images, tasks {', '.join(dataset.tasks or ())})"
         print(format_metrics(details.metrics, title=title))
         if args.report:
             _print_report(write_report(details, items, predictor, args.report / source.label,
@@ -127,7 +127,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     done = model.last_evaluation
     print(format_metrics(metrics, title=f"{args.weights} on {done['images']} images"))
     if done["skipped"]:
-        print(f"skipped {len(done['skipped'])} bad image(s)")
+        print(f"skipped {done['skipped']} bad image(s)")
     if args.json:
         atomic_write_text(args.json, json.dumps(metrics, indent=2) + "\n")
     if done["report"] is not None:
