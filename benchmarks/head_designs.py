@@ -3,7 +3,8 @@ same number of steps with each head design and backbone, on the demo's data (2,0
 scenes, 128 px; 200 held-out images of another seed), validated along the way.
 
 Designs: CenterNet's dense 3x3 conv per output (today's default), and a depthwise-separable
-3x3 conv shared by each task's outputs (``model.head_conv=separable model.head_trunk=per_task``).
+3x3 conv shared by each task's outputs (``model.head_conv=separable model.head_trunk=per_task``),
+and that with the neck's 3x3 smoothing convs separable too (``model.neck_conv=separable``).
 The learning-rate schedule follows steps, not the clock, so that every run anneals to zero at
 the same step. Results go to ``--json`` after each run; a rerun skips the runs it holds.
 
@@ -29,7 +30,9 @@ from deltalearn.mcn.evaluate import format_metrics
 from deltalearn.mcn.train import train
 
 BACKBONES = {"resnet18": [], "mobilenetv3": ["model.backbone=mobilenetv3_large_100"]}
-DESIGNS = {"dense per output": [], "separable per task": ["model.head_conv=separable", "model.head_trunk=per_task"]}
+DESIGNS = {"dense per output": [], "separable per task": ["model.head_conv=separable", "model.head_trunk=per_task"],
+           "separable per task, separable neck": ["model.head_conv=separable", "model.head_trunk=per_task",
+                                                  "model.neck_conv=separable"]}
 VAL_SEED_OFFSET = 1000
 
 
@@ -41,6 +44,7 @@ def main() -> None:
     parser.add_argument("--val-every", type=int, default=4, help="validate every N epochs")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--only-backbone", nargs="+", choices=list(BACKBONES), default=list(BACKBONES))
+    parser.add_argument("--only-design", nargs="+", choices=list(DESIGNS), default=list(DESIGNS))
     args = parser.parse_args()
     train_dir, val_dir = args.out / "data" / "train", args.out / "data" / "val"
     for folder, count, seed in ((train_dir, 2000, args.seed), (val_dir, 200, args.seed + VAL_SEED_OFFSET)):
@@ -53,7 +57,8 @@ def main() -> None:
                    cpu=next((line.split(":", 1)[1].strip() for line in cpu.splitlines()
                              if line.startswith("Model name")), "unknown"))
     for backbone in args.only_backbone:
-        for design, overrides in DESIGNS.items():
+        for design in args.only_design:
+            overrides = DESIGNS[design]
             name = f"{backbone}, {design}"
             if name in results["runs"]:
                 print(f"{name}: done before, skipped")

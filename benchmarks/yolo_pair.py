@@ -48,6 +48,8 @@ VARIANTS = {  # name: overrides of the mobile MCN
     "separable heads, per task": ["model.head_conv=separable", "model.head_trunk=per_task"],
     "separable heads, per task, 32 channels": ["model.head_conv=separable", "model.head_trunk=per_task",
                                                "model.head_channels=32"],
+    "separable heads, per task, separable neck": ["model.head_conv=separable", "model.head_trunk=per_task",
+                                                  "model.neck_conv=separable"],
 }
 YOLO_PAIR = ("yolo11n-seg.yaml", "yolo11n-pose.yaml")
 

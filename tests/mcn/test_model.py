@@ -98,6 +98,17 @@ def test_separable_heads_give_the_same_outputs_for_a_fraction_of_the_work(trunk:
         mcn("resnet18", head_conv="grouped", **SMALL)
 
 
+def test_a_separable_neck_smooths_each_level_with_a_depthwise_and_a_pointwise_conv() -> None:
+    model = mcn("resnet18", num_classes=NUM_CLASSES, neck_conv="separable", **SMALL).eval()
+    convs = [m for m in model.neck.smooth.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert [(m.kernel_size, m.groups > 1) for m in convs] == [((3, 3), True), ((1, 1), False)] * 3
+    with torch.no_grad():
+        outputs = model(torch.randn(2, 3, 128, 128))
+    assert {k: tuple(v.shape) for k, v in outputs.items()} == expected_shapes(128, 128)
+    with pytest.raises(ValueError, match="neck_conv"):
+        mcn("resnet18", neck_conv="grouped", **SMALL)
+
+
 def test_heatmap_heads_start_at_the_prior() -> None:
     model = mcn("resnet18", num_classes=NUM_CLASSES, **SMALL).eval()
     with torch.no_grad():

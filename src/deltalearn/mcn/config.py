@@ -61,6 +61,7 @@ class ModelConfig:
     pretrained: bool | str = False
     tasks: list[str] = field(default_factory=lambda: list(TASKS))  # any subset of det, seg, pose
     neck_channels: int = 64  # channels of the stride-4 feature map shared by all heads
+    neck_conv: Literal["dense", "separable"] = "dense"  # the neck's 3x3 smoothing convs: dense or depthwise + 1x1
     head_channels: int = 64  # hidden channels of each head's 3x3 conv
     head_trunk: Literal["per_output", "per_task"] = "per_output"  # a 3x3 conv per output (CenterNet) or per task
     head_conv: Literal["dense", "separable"] = "dense"  # that 3x3 conv: dense (CenterNet) or depthwise + 1x1

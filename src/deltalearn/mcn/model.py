@@ -115,7 +115,7 @@ def build_mcn(config: ModelConfig, num_classes: int = 1, person_label: int = 0, 
     check_task_names(config.tasks)
     loss = loss or LossConfig()
     backbone = TimmBackbone(config.backbone, pretrained=config.pretrained)
-    neck = UpsampleNeck(backbone.channels, backbone.reductions, config.neck_channels)
+    neck = UpsampleNeck(backbone.channels, backbone.reductions, config.neck_channels, config.neck_conv)
     common: dict[str, Any] = {"in_channels": neck.out_channels, "head_channels": config.head_channels,
                               "head_trunk": config.head_trunk, "head_conv": config.head_conv}
     built: dict[str, Task] = {}
