@@ -264,3 +264,18 @@ def test_non_finite_loss_stops_with_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(FloatingPointError, match="non-finite loss at epoch 1, step 2"):
         train(tmp_path, config(epochs=1), loss_fn=nan_loss)
 
+
+
+def test_compiled_training_learns_like_eager_and_saves_plain_weights(tmp_path: Path) -> None:
+    """``train.compile``: the same loss curve as eager (same init, same batches) and weights
+    files without torch.compile's prefixes."""
+    runs = {}
+    for compiled in (False, True):
+        torch.manual_seed(0)
+        trainer, result = train(tmp_path / str(compiled), config(epochs=2, lr=3e-2, grad_clip=0.0, compile=compiled))
+        runs[compiled] = [r["loss"] for r in read_metrics(tmp_path / str(compiled)) if r["split"] == "train"]
+        assert hasattr(trainer.model, "_orig_mod") == compiled
+    assert runs[True] == pytest.approx(runs[False], rel=1e-3)
+    names = set(ckpt.read_weights(tmp_path / "True" / ckpt.LAST_WEIGHTS))
+    assert names == set(ckpt.read_weights(tmp_path / "False" / ckpt.LAST_WEIGHTS))
+    assert not any("_orig_mod" in name for name in names)

@@ -23,6 +23,9 @@ class TrainConfig:
     max_minutes: float = 0.0  # stop after this wall time (the demo's budget); 0: no limit
     schedule_by_clock: bool = True  # with max_minutes: the lr schedule keeps pace with the clock, ends by the deadline
     log_every: int = 20  # steps between log lines in metrics.jsonl
+    # torch.compile the model for training (inductor; on CPU it needs a C++ compiler); the
+    # first steps then include the compilation. Checkpoints are the same either way
+    compile: bool = False
     # parameter-name prefixes kept fixed, e.g. [backbone] or [backbone, neck] or [tasks.det]:
     # no gradient, no optimizer step, their BatchNorm statistics frozen too
     freeze: list[str] = field(default_factory=list)

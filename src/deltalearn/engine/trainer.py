@@ -51,7 +51,7 @@ from .precision import autocast, grad_scaler, prepare_model, resolve_precision
 
 _END = object()  # marks the end of the loader's batches
 # settings a resumed run may change quietly
-_FREE_ON_RESUME = ("max_minutes", "schedule_by_clock", "log_every", "val_every")
+_FREE_ON_RESUME = ("max_minutes", "schedule_by_clock", "log_every", "val_every", "compile")
 LossFn = Callable[[nn.Module, Any], dict[str, torch.Tensor]]
 EvaluateFn = Callable[[nn.Module], dict[str, float]]
 
@@ -231,6 +231,8 @@ class Trainer:
         model = prepare_model(model, self.precision)
         self.frozen_norms = freeze(model, config.freeze)  # before DDP and the optimizer see the parameters
         self.model = wrap_model(model, self.device)
+        if config.compile:
+            self.model = torch.compile(self.model)
         self.loss_fn = loss_fn
         self.train_loader = train_loader
         self.evaluate_fn = evaluate
