@@ -15,6 +15,7 @@ from deltalearn.mae.patch_graph import (
     grid_edges,
     keep_strongest,
     masked_errors,
+    balanced_masks,
     random_masks,
 )
 
@@ -35,6 +36,21 @@ def _influence_by_loops(errors: np.ndarray, hidden: np.ndarray) -> np.ndarray:
             if both.any() and only_j.any():
                 out[i, j] = (errors[both, j].mean() - errors[only_j, j].mean()) / e[j]
     return out
+
+
+def test_balanced_masks_show_every_patch_once_per_round() -> None:
+    generator = torch.Generator().manual_seed(0)
+    masks = balanced_masks(16, 196, 0.75, generator)  # ViT-B/16 at 224 px: 4 masks per round of 49 seen
+    assert masks.shape == (16, 196) and (masks.sum(1) == 147).all()
+    for start in range(0, 16, 4):
+        assert ((~masks[start:start + 4]).sum(0) == 1).all()  # each patch seen once in every round
+    assert not torch.equal(masks[:4], masks[4:8])  # rounds are new permutations
+    odd = balanced_masks(7, 10, 0.7, torch.Generator().manual_seed(1))  # 3 seen: 4 sets per round, the last padded
+    assert (odd.sum(1) == 7).all() and ((~odd[:4]).sum(0) >= 1).all()
+    random = random_masks(16, 196, 0.75, torch.Generator().manual_seed(0))
+    assert (~random).sum(0).min() < (~masks).sum(0).min() == 4  # random masks leave some patch seen less
+    with pytest.raises(ValueError, match="hides"):
+        balanced_masks(4, 10, 1.0, generator)
 
 
 def test_random_masks_hide_exactly_the_ratio_and_follow_the_seed() -> None:

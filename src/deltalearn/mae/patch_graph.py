@@ -98,17 +98,45 @@ def random_masks(num: int, length: int, mask_ratio: float, generator: torch.Gene
     return order < hide  # a random permutation's first ``hide`` ranks
 
 
+def balanced_masks(num: int, length: int, mask_ratio: float, generator: torch.Generator) -> Tensor:
+    """[num, length] bool masks (True: hidden), each hiding ``round(length * mask_ratio)``, that
+    show every patch equally often: each round is a random permutation cut into the visible
+    sets of ``ceil(length / visible)`` masks (the last topped up with patches of the round's
+    start), so after whole rounds every patch was seen once per round, and hidden in the rest.
+    Random masks reach that balance only on average: with 16 masks at ratio 0.75 some patch is
+    usually never seen, or never hidden."""
+    hide = int(round(length * mask_ratio))
+    if not 0 < hide < length:
+        raise ValueError(f"mask_ratio {mask_ratio} hides {hide} of {length} patches; need at least one hidden and one seen")
+    visible = length - hide
+    per_round = -(-length // visible)
+    masks = torch.ones(num, length, dtype=torch.bool)
+    for start in range(0, num, per_round):
+        order = torch.rand(length, generator=generator).argsort()
+        padded = torch.cat([order, order[:per_round * visible - length]])  # wrap round to fill the last set
+        for j in range(min(per_round, num - start)):
+            masks[start + j, padded[j * visible:(j + 1) * visible]] = False
+    return masks
+
+
+MASK_SCHEDULES = {"random": random_masks, "balanced": balanced_masks}
+
+
 @torch.no_grad()
 def masked_errors(model: MaskedAutoencoder, images: Tensor, num_masks: int = 64, mask_ratio: float = 0.75,
-                  seed: int = 0, batch_size: int = 512, precision: str = "auto") -> MaskedErrors:
+                  seed: int = 0, batch_size: int = 512, precision: str = "auto",
+                  schedule: str = "random") -> MaskedErrors:
     """Reconstruction errors of normalised ``images`` [N, 3, H, W] under ``num_masks`` masks each.
 
     The masks are drawn from ``seed`` and shared by all images (each image gets the same set),
     so in fp32 results do not depend on batching (in bf16 they may, by rounding). Forward passes take ``batch_size``
     image copies; ``precision`` as in ``resolve_precision`` (auto: bf16 where native).
+    ``schedule``: ``random`` masks, or ``balanced`` ones (:func:`balanced_masks`).
     """
+    if schedule not in MASK_SCHEDULES:
+        raise ValueError(f"unknown mask schedule '{schedule}'; choose one of {', '.join(MASK_SCHEDULES)}")
     generator = torch.Generator().manual_seed(seed)
-    masks = random_masks(num_masks, model.num_patches, mask_ratio, generator)  # [K, L]
+    masks = MASK_SCHEDULES[schedule](num_masks, model.num_patches, mask_ratio, generator)  # [K, L]
     device = next(model.parameters()).device
     run_as = resolve_precision(precision, device)
     n = images.shape[0]
@@ -218,13 +246,13 @@ class PatchGraph:
 
 def build_graphs(model: MaskedAutoencoder, images: Tensor, affinity: str = "error", num_masks: int = 64,
                  mask_ratio: float = 0.75, radius: int = 1, sigma_scale: float = 0.5, tau: float = 0.1,
-                 knn: int = 0, seed: int = 0, batch_size: int = 512) -> list[PatchGraph]:
+                 knn: int = 0, seed: int = 0, batch_size: int = 512, schedule: str = "random") -> list[PatchGraph]:
     """The patch graph of every normalised image [N, 3, H, W] (see the module docstring)."""
     if affinity not in AFFINITIES:
         raise ValueError(f"unknown affinity '{affinity}'; choose one of {', '.join(AFFINITIES)}")
     rows, cols = model.grid_size
     edges = grid_edges(rows, cols, radius)
-    measured = masked_errors(model, images, num_masks, mask_ratio, seed, batch_size)
+    measured = masked_errors(model, images, num_masks, mask_ratio, seed, batch_size, schedule=schedule)
     relative = measured.relative().numpy()
     influence = measured.influence().numpy() if affinity == "influence" else None
     features = encoder_features(model, images).numpy() if "features" in affinity else None

@@ -27,7 +27,7 @@ from .communities import ALGORITHMS, community_levels
 from .data import ImageFolder, eval_transform
 from .foreground import LEVEL_CHOICES, foreground_score, refine_with_grabcut
 from .model import MaskedAutoencoder
-from .patch_graph import AFFINITIES, PatchGraph, border_patches, build_graphs, to_pixels
+from .patch_graph import AFFINITIES, MASK_SCHEDULES, PatchGraph, border_patches, build_graphs, to_pixels
 
 PANEL = 160  # px side of a figure panel
 HEADER = 20  # px of the title strip
@@ -40,7 +40,8 @@ class PatchGraphConfig:
     """How images become patch graphs, communities and masks (defaults: picked on a tuning set)."""
 
     affinity: str = "error"  # error | influence | features | error+features (see patch_graph)
-    num_masks: int = 64  # random masks per image
+    num_masks: int = 64  # masks per image: forward passes of the MAE
+    masks: str = "random"  # random | balanced: every patch seen equally often (patch_graph.balanced_masks)
     mask_ratio: float = 0.75  # share of patches hidden in each mask
     radius: int = 1  # grid neighbours joined by edges (1: 8 neighbours)
     sigma_scale: float = 0.5  # error affinity: sigma = this x mean neighbour |log r_i - log r_j|
@@ -56,7 +57,7 @@ class PatchGraphConfig:
 
     def __post_init__(self) -> None:
         choices = {"affinity": AFFINITIES, "algorithm": ALGORITHMS, "levels": LEVEL_CHOICES,
-                   "refine": ("none", "grabcut")}
+                   "refine": ("none", "grabcut"), "masks": tuple(MASK_SCHEDULES)}
         for key, allowed in choices.items():
             if getattr(self, key) not in allowed:
                 raise ValueError(f"{key} must be one of {', '.join(allowed)}, got '{getattr(self, key)}'")
@@ -97,7 +98,7 @@ class PatchGraphSegmenter:
         x = torch.stack([self.transform(torch.from_numpy(np.ascontiguousarray(im)).permute(2, 0, 1))
                          for im in images])
         return build_graphs(self.model, x, c.affinity, c.num_masks, c.mask_ratio, c.radius, c.sigma_scale,
-                            c.tau, c.knn, c.seed, c.batch_size)
+                            c.tau, c.knn, c.seed, c.batch_size, c.masks)
 
     def segment(self, images: list[np.ndarray], refine: bool | None = None) -> list[Segmentation]:
         """One result per RGB uint8 image; ``refine`` overrides ``config.refine`` (None: the config's)."""
