@@ -38,7 +38,7 @@ def test_pose_without_detection_is_refused() -> None:
 def test_bad_names_are_refused_clearly() -> None:
     with pytest.raises(ValueError, match="did you mean \\['seg'\\]"):
         mcn("resnet18", tasks=("det", "segm"))
-    with pytest.raises(ValueError, match="unknown timm backbone"):
+    with pytest.raises(ValueError, match="unknown timm backbone 'resnet_18'; nearest: resnet18, "):
         mcn("resnet_18")
     with pytest.raises(ValueError, match="unknown config key 'loss.size'"):
         load_config(MCNConfig, None, ["loss.size=0.1"])

@@ -53,7 +53,7 @@ def write_report(evaluation: Evaluation, dataset: EvalDataset, predictor: Predic
                                        evaluator.params.iouThrs, names, out_dir / f"pr_{name}.png",
                                        title=f"{kind.lower()}: precision-recall (area all, "
                                              f"{evaluator.params.maxDets[-1]} detections)", similarity=similarity)
-        lines += _category_table(evaluator.eval["precision"], names, similarity) + [""]
+        lines += _category_table(evaluator.eval["precision"], evaluator.params.iouThrs, names, similarity) + [""]
         if figure is not None:
             lines += [f"![{kind.lower()} precision-recall](pr_{name}.png)", ""]
     if evaluation.confusion is not None:
@@ -83,16 +83,17 @@ def _metrics_table(metrics: dict[str, float]) -> str:
                       "| " + " | ".join(f"{100 * metrics[key]:.1f}" for _, key in columns) + " |"])
 
 
-def _category_table(precision: np.ndarray, names: list[str], similarity: str) -> list[str]:
+def _category_table(precision: np.ndarray, thresholds: np.ndarray, names: list[str], similarity: str) -> list[str]:
     """AP, AP50 and AP75 per category from the precision array, as pycocotools averages it."""
     table = np.asarray(precision, dtype=float)[:, :, :, 0, -1]  # [T, R, K], area all, most detections
+    at = {value: int(np.argmin(np.abs(np.asarray(thresholds) - value))) for value in (0.5, 0.75)}
     lines = [f"| category | AP | AP@{similarity} .50 | AP@{similarity} .75 |", "|---|---:|---:|---:|"]
     rows = [(name, table[:, :, k:k + 1]) for k, name in enumerate(names)]
     if len(names) > 1:
         rows.append(("**mean**", table))  # the summary's AP
     for name, part in rows:
         values = []
-        for threshold in (part, part[:1], part[5:6]):  # all thresholds, .50, .75
+        for threshold in (part, part[at[0.5]:at[0.5] + 1], part[at[0.75]:at[0.75] + 1]):  # all, .50, .75
             valid = threshold[threshold > -1]
             values.append(f"{100 * valid.mean():.1f}" if valid.size else "-")
         lines.append(f"| {name} | " + " | ".join(values) + " |")
