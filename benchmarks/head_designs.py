@@ -45,7 +45,12 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--only-backbone", nargs="+", choices=list(BACKBONES), default=list(BACKBONES))
     parser.add_argument("--only-design", nargs="+", choices=list(DESIGNS), default=list(DESIGNS))
+    parser.add_argument("--figure", type=Path, default=Path("benchmarks/results/head_designs.png"))
+    parser.add_argument("--plot-only", action="store_true", help="draw --figure from --json and stop")
     args = parser.parse_args()
+    if args.plot_only:
+        plot(json.loads(args.json.read_text()), args.figure)
+        return
     train_dir, val_dir = args.out / "data" / "train", args.out / "data" / "val"
     for folder, count, seed in ((train_dir, 2000, args.seed), (val_dir, 200, args.seed + VAL_SEED_OFFSET)):
         if not (folder / "annotations.json").is_file():
@@ -79,6 +84,34 @@ def main() -> None:
                 "curve": curve}
             print(format_metrics(results["runs"][name]["metrics"], title=name))
             atomic_write_text(args.json, json.dumps(results, indent=2) + "\n")
+    plot(results, args.figure)
+
+
+def plot(results: dict, path: Path) -> None:
+    """Box AP, keypoint AP and person IoU against steps, one line per run."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from deltalearn.data.io import atomic_path
+
+    metrics = (("det_ap", "box AP"), ("pose_ap", "keypoint AP"), ("seg_iou", "person IoU"))
+    figure, axes = plt.subplots(1, len(metrics), figsize=(15, 3.8))
+    for ax, (key, label) in zip(axes, metrics):
+        for name, run in results["runs"].items():
+            style = "-" if name.startswith("resnet18") else "--"
+            ax.plot([r["step"] for r in run["curve"]], [100 * r[key] for r in run["curve"]], style, marker="o",
+                    label=name)
+        ax.set_title(label)
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    figure.suptitle(f"seg + det + pose at equal steps, by head design ({results.get('cpu', '')})")
+    figure.tight_layout()
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, format="png", dpi=100)
+    plt.close(figure)
 
 
 if __name__ == "__main__":
