@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import subprocess
 import sys
 import time
@@ -46,6 +47,7 @@ def main() -> int:
     parser.add_argument("--data", type=Path, default=Path("runs/mae_speed/test"))
     parser.add_argument("--vit-images", type=int, default=4)
     parser.add_argument("--passes", type=int, nargs="+", default=list(PASSES))
+    parser.add_argument("--repeats", type=int, default=3, help="timed rounds over all settings; the median is kept")
     parser.add_argument("--json", type=Path, default=Path("benchmarks/results/mae_segment_speed.json"))
     parser.add_argument("--figure", type=Path, default=Path("benchmarks/results/mae_segment_speed.png"))
     args = parser.parse_args()
@@ -56,15 +58,21 @@ def main() -> int:
     vit = create_mae("mae_vit_base_patch16").eval()
     images = [make_composite(7, index, 224)[0] for index in range(args.vit_images)]
     PatchGraphSegmenter(vit, PatchGraphConfig(num_masks=8)).segment(images[:1])  # warm-up
-    for schedule in SCHEDULES:
-        for passes in args.passes:
+    settings = [(schedule, passes) for schedule in SCHEDULES for passes in args.passes]
+    times: dict[tuple[str, int], list[float]] = {setting: [] for setting in settings}
+    for round_ in range(args.repeats):  # rounds over every setting, in alternating order
+        for schedule, passes in settings if round_ % 2 == 0 else settings[::-1]:
             segmenter = PatchGraphSegmenter(vit, PatchGraphConfig(num_masks=passes, masks=schedule))
             start = time.perf_counter()
             segmenter.segment(images)
-            seconds = (time.perf_counter() - start) / len(images)
-            result["vit_b"][f"{schedule} {passes}"] = {"passes": passes, "masks": schedule,
-                                                       "seconds_per_image": round(seconds, 3)}
-            print(f"ViT-B/16 224 px, {passes:>2} {schedule} masks: {seconds:.2f} s per image", flush=True)
+            times[schedule, passes].append((time.perf_counter() - start) / len(images))
+    for (schedule, passes), values in times.items():
+        seconds = statistics.median(values)
+        result["vit_b"][f"{schedule} {passes}"] = {"passes": passes, "masks": schedule,
+                                                   "seconds_per_image": round(seconds, 3),
+                                                   "rounds": [round(v, 3) for v in values]}
+        print(f"ViT-B/16 224 px, {passes:>2} {schedule} masks: {seconds:.2f} s per image (median of "
+              f"{len(values)}: {', '.join(f'{v:.2f}' for v in values)})", flush=True)
     if args.weights is not None:
         if not (args.data / "masks").is_dir():
             generate_composites(args.data, num_images=300, size=64, seed=202)
