@@ -84,8 +84,11 @@ def test_eval_report_draws_curves_matrix_and_gallery(run: Path, data: Path, tmp_
     ap = float(text.split("## Boxes")[1].split("| **mean** | ")[1].split(" |")[0])
     assert ap == pytest.approx(100 * numbers["metrics"]["det_ap"], abs=0.051)
     from PIL import Image
+
+    from deltalearn.mcn.report import CAPTION, GAP
     with Image.open(report / "gallery/worst_01.png") as tile:
-        assert tile.width > 2 * tile.height  # prediction beside ground truth
+        side = tile.height - CAPTION  # each half under its caption strip
+        assert tile.width == 2 * side + GAP and side >= 512  # prediction beside ground truth, drawn legibly
     assert "report:" in capsys.readouterr().out
 
 

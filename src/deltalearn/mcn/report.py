@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 
@@ -28,6 +29,7 @@ REPORT_JSON = "report.json"
 GALLERY_DIR = "gallery"
 SCORE_NAMES = {"det_f1": "box F1@0.5", "pose_f1": "keypoint F1@OKS 0.5", "seg_miou": "seg mIoU", "score": "score"}
 GAP = 8  # white px between prediction and ground truth
+CAPTION = 22  # px of the white strip above each half, naming it
 
 
 def write_report(evaluation: Evaluation, dataset: EvalDataset, predictor: Predictor, out_dir: str | Path,
@@ -119,11 +121,20 @@ def _draw_gallery(evaluation: Evaluation, dataset: EvalDataset, predictor: Predi
             prediction = draw_prediction(original.image, item.sample, {task: result[0] for task, result in found.items()},
                                          predictor.info, evaluation.min_score)
             truth = _draw_truth(original, evaluation.tasks, predictor.info.category_names)
-            gap = torch.full((3, prediction.shape[1], GAP), 255, dtype=torch.uint8)
+            gap = torch.full((3, prediction.shape[1] + CAPTION, GAP), 255, dtype=torch.uint8)
+            scores = evaluation.per_image[image_id]
             name = f"{GALLERY_DIR}/{kind}_{rank:02d}.png"
-            save_png(torch.cat([prediction, gap, truth], dim=2), out_dir / name)
+            save_png(torch.cat([_captioned(prediction, f"prediction (score {100 * scores['score']:.1f})"), gap,
+                                _captioned(truth, "ground truth")], dim=2), out_dir / name)
             ranked[kind].append((image_id, name))
     return ranked
+
+
+def _captioned(image: torch.Tensor, text: str) -> torch.Tensor:
+    """``image`` [3, H, W] uint8 under a white strip of ``CAPTION`` px holding ``text``."""
+    strip = np.full((CAPTION, image.shape[2], 3), 255, np.uint8)
+    cv2.putText(strip, text, (4, CAPTION - 7), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
+    return torch.cat([torch.from_numpy(strip).permute(2, 0, 1), image], dim=1)
 
 
 def _draw_truth(sample: Sample, tasks: list[str], category_names: list[str]) -> torch.Tensor:
@@ -147,7 +158,7 @@ def _gallery_section(ranked: dict[str, list[tuple[int, str]]], evaluation: Evalu
     keys = [key for key in SCORE_NAMES if any(key in scores for scores in evaluation.per_image.values())]
     lines = ["## Gallery", "",
              f"Each image's score is the mean of its per-task scores (detections scoring at least "
-             f"{evaluation.min_score:g}). Left: prediction; right: ground truth.", ""]
+             f"{evaluation.min_score:g}). Each picture: the prediction, then the ground truth.", ""]
     for kind, entries in ranked.items():
         if not entries:
             continue
