@@ -77,8 +77,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     head = None
     if args.head is not None:
         head = load_seg_head(args.head, segmenter.model)
-    method = "graph+grabcut" if segmenter.config.refine == "grabcut" else "graph"
-    gallery = Gallery(args.gallery, method) if args.report is not None else None
+    gallery = Gallery(args.gallery) if args.report is not None else None
     result = evaluate_folder(segmenter, args.data, limit=args.limit, baselines=not args.no_baselines, head=head,
                              gallery=gallery)
     result["config"] = to_dict(segmenter.config)

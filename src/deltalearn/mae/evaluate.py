@@ -94,19 +94,21 @@ class Scores:
 
 
 class Gallery:
-    """Every image's IoU per method, and the ``keep`` worst and best images of ``method`` with
-    each method's score map, for the report's failure pictures (memory: 2 x ``keep`` images)."""
+    """Every image's IoU per method, and the ``keep`` worst and best images of the scored
+    method (``evaluate_folder`` sets ``method``) with each method's score map, for the
+    report's failure pictures (memory: 2 x ``keep`` images)."""
 
-    def __init__(self, keep: int = 4, method: str = "graph") -> None:
+    def __init__(self, keep: int = 4) -> None:
         self.keep = keep
-        self.method = method
+        self.method = "graph"
         self.per_image: list[dict] = []  # {"file": name, method: IoU, ...}
         self.curves: dict[str, dict[str, list[float]]] = {}  # method -> mean precision and recall per threshold
         self._worst: list[tuple] = []  # max-heap on IoU through negation: (-iou, -order, entry)
         self._best: list[tuple] = []  # min-heap on IoU: (iou, order, entry)
 
-    def add(self, name: str, pixels: np.ndarray, truth: np.ndarray, scores: dict[str, np.ndarray]) -> None:
-        ious = {method: iou_at_half(score, truth) for method, score in scores.items()}
+    def add(self, name: str, pixels: np.ndarray, truth: np.ndarray, scores: dict[str, np.ndarray],
+            ious: dict[str, float]) -> None:
+        """One image: its score map and IoU per method."""
         self.per_image.append({"file": name, **{method: round(v, 4) for method, v in ious.items()}})
         if self.keep <= 0 or self.method not in ious:
             return
@@ -164,6 +166,9 @@ def evaluate_folder(segmenter: PatchGraphSegmenter, data_dir: str | os.PathLike,
     scores = {name: Scores() for name in names}
     skipped: dict[str, str] = {}
     rows, cols = segmenter.model.grid_size
+    method = "graph+grabcut" if segmenter.config.refine == "grabcut" else "graph"
+    if gallery is not None:
+        gallery.method = method
     start = time.perf_counter()
     with tqdm(total=len(paths), desc="mae eval", unit="img", disable=not progress) as bar:
         for first in range(0, len(paths), 16):
@@ -199,10 +204,10 @@ def evaluate_folder(segmenter: PatchGraphSegmenter, data_dir: str | os.PathLike,
                 for name, score in found.items():
                     scores[name].add(score, truth)
                 scores["patch_ceiling"].add(patch_ceiling(truth, rows, cols).astype(np.float32), truth)
-                if gallery is not None:
-                    gallery.add(str(path.relative_to(root)), pixels, truth, found)
+                if gallery is not None:  # the IoUs that Scores.add has just computed
+                    gallery.add(str(path.relative_to(root)), pixels, truth, found,
+                                {name: scores[name].ious[-1] for name in found})
             bar.update(len(paths[first:first + 16]))
-    method = "graph+grabcut" if segmenter.config.refine == "grabcut" else "graph"
     if gallery is not None:
         gallery.curves = {n: scores[n].curve.mean() for n in names if scores[n].ious and n != "patch_ceiling"}
     if not scores[method].ious:
