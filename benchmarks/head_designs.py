@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
 
+from deltalearn.bench import cpu_model
 from deltalearn.config import PACKAGED_CONFIGS, load_config
 from deltalearn.data.io import atomic_write_text
 from deltalearn.data.synth import generate_people
@@ -55,12 +55,9 @@ def main() -> None:
     for folder, count, seed in ((train_dir, 2000, args.seed), (val_dir, 200, args.seed + VAL_SEED_OFFSET)):
         if not (folder / "annotations.json").is_file():
             generate_people(folder, num_images=count, size=128, seed=seed, scene="simple")
-    cpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
     results = json.loads(args.json.read_text()) if args.json.is_file() else {}
     results.setdefault("runs", {})
-    results.update(command="python " + " ".join(sys.argv), epochs=args.epochs,
-                   cpu=next((line.split(":", 1)[1].strip() for line in cpu.splitlines()
-                             if line.startswith("Model name")), "unknown"))
+    results.update(command="python " + " ".join(sys.argv), epochs=args.epochs, cpu=cpu_model())
     for backbone in args.only_backbone:
         for design in args.only_design:
             overrides = DESIGNS[design]

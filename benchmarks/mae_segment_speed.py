@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -30,6 +29,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
+from deltalearn.bench import cpu_model  # noqa: E402
 from deltalearn.data.io import atomic_path, atomic_write_text  # noqa: E402
 from deltalearn.data.synth import generate_composites, make_composite  # noqa: E402
 from deltalearn.mae.evaluate import evaluate_folder  # noqa: E402
@@ -51,10 +51,8 @@ def main() -> int:
     parser.add_argument("--json", type=Path, default=Path("benchmarks/results/mae_segment_speed.json"))
     parser.add_argument("--figure", type=Path, default=Path("benchmarks/results/mae_segment_speed.png"))
     args = parser.parse_args()
-    cpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
     result: dict = {"command": "python " + " ".join(sys.argv), "torch": torch.__version__, "threads": torch.get_num_threads(),
-                    "cpu": next((line.split(":", 1)[1].strip() for line in cpu.splitlines()
-                                 if line.startswith("Model name")), "unknown"), "vit_b": {}, "iou": {}}
+                    "cpu": cpu_model(), "vit_b": {}, "iou": {}}
     vit = create_mae("mae_vit_base_patch16").eval()
     images = [make_composite(7, index, 224)[0] for index in range(args.vit_images)]
     PatchGraphSegmenter(vit, PatchGraphConfig(num_masks=8)).segment(images[:1])  # warm-up

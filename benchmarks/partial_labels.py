@@ -30,8 +30,6 @@ import argparse
 import dataclasses
 import json
 import os
-import platform
-import subprocess
 import time
 from pathlib import Path
 
@@ -41,6 +39,7 @@ import torch
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from deltalearn.bench import cpu_model
 from deltalearn.config import PACKAGED_CONFIGS, load_config
 from deltalearn.data.io import atomic_write_text
 from deltalearn.data.sample import Sample
@@ -161,9 +160,7 @@ def plot(result: dict, runs: Path, path: Path) -> None:
 
 
 def machine() -> dict:
-    model = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-    name = next((line.split(":", 1)[1].strip() for line in model.splitlines() if line.startswith("Model name")), "")
-    return {"cpu": name or platform.processor(), "cores": os.cpu_count(), "torch": torch.__version__}
+    return {"cpu": cpu_model(), "cores": os.cpu_count(), "torch": torch.__version__}
 
 
 def main() -> None:

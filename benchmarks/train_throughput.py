@@ -14,7 +14,6 @@ import argparse
 import copy
 import json
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -23,6 +22,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from deltalearn.bench import cpu_model
 from deltalearn.bench.latency import matmul_peak_tflops
 from deltalearn.config import PACKAGED_CONFIGS, load_config
 from deltalearn.data.io import atomic_write_text
@@ -118,7 +118,7 @@ def main() -> int:
     with FlopCounterMode(display=False) as counter:  # one step's forward and backward
         train_steps(first, first, config, precision, data[:1])
     step_flops = counter.get_total_flops()
-    result: dict = {"command": "python " + " ".join(sys.argv), "cpu": _cpu(), "torch": torch.__version__,
+    result: dict = {"command": "python " + " ".join(sys.argv), "cpu": cpu_model(), "torch": torch.__version__,
                     "precision": precision.name, "channels_last": precision.channels_last,
                     "steps": args.steps, "warmup": args.warmup, "batch": config.train.batch_size,
                     "step_gflops": round(step_flops / 1e9, 1), "modes": {}}
@@ -156,12 +156,6 @@ def _timed(func) -> float:  # noqa: ANN001
     start = time.perf_counter()
     func()
     return time.perf_counter() - start
-
-
-def _cpu() -> str:
-    text = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-    return next((line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("Model name")),
-                "unknown")
 
 
 if __name__ == "__main__":

@@ -21,8 +21,6 @@ import contextlib
 import io
 import json
 import os
-import platform
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -31,6 +29,7 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
+from deltalearn.bench import cpu_model
 from deltalearn.bench.latency import count_flops, count_params, interleaved_medians
 from deltalearn.bench.workload import network_infos
 from deltalearn.config import load_config
@@ -52,14 +51,6 @@ VARIANTS = {  # name: overrides of the mobile MCN
                                                   "model.neck_conv=separable"],
 }
 YOLO_PAIR = ("yolo11n-seg.yaml", "yolo11n-pose.yaml")
-
-
-def cpu_model() -> str:
-    try:
-        text = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-        return next(line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("Model name"))
-    except (OSError, subprocess.CalledProcessError, StopIteration):
-        return platform.processor() or "unknown"
 
 
 def mcn_variant(overrides: list[str], size: int, folder: Path) -> dict:
