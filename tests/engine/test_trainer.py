@@ -18,7 +18,8 @@ from deltalearn.engine import checkpoint as ckpt
 from deltalearn.engine.distributed import make_loader
 from deltalearn.engine.metrics_log import read_metrics
 from deltalearn.engine.precision import cpu_supports_bf16
-from deltalearn.engine.trainer import Trainer, build_scheduler, default_param_groups, lr_factor, to_device
+from deltalearn.engine.trainer import (Trainer, build_optimizer, build_scheduler, default_param_groups, lr_factor,
+                                       to_device)
 
 from .toy import CPU, assert_same, config, mse_loss, state_of, tiny_model, toy_data, train
 
@@ -170,7 +171,7 @@ def test_bf16_autocast_with_channels_last_trains_on_cpu(tmp_path: Path) -> None:
 
     images = torch.randn(8, 3, 16, 16)
     loader = make_loader(TensorDataset(images, images.mean(1, keepdim=True)), 4)
-    trainer, result = train(tmp_path, config(precision="auto", epochs=1), model, loader=loader, loss_fn=loss_fn)
+    trainer, result = train(tmp_path, config(precision="bf16", epochs=1), model, loader=loader, loss_fn=loss_fn)
     assert trainer.precision.dtype == torch.bfloat16 and trainer.precision.channels_last
     assert seen == {"dtype": torch.bfloat16, "channels_last": True}
     assert math.isfinite(result["train_loss"])
@@ -279,3 +280,25 @@ def test_compiled_training_learns_like_eager_and_saves_plain_weights(tmp_path: P
     names = set(ckpt.read_weights(tmp_path / "True" / ckpt.LAST_WEIGHTS))
     assert names == set(ckpt.read_weights(tmp_path / "False" / ckpt.LAST_WEIGHTS))
     assert not any("_orig_mod" in name for name in names)
+
+
+@pytest.mark.parametrize("name", ["adamw", "adam"])
+def test_fused_optimizer_makes_the_loop_implementations_updates(name: str) -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8), nn.Conv2d(8, 2, 1))
+    reference = [p.detach().clone().requires_grad_() for p in model.parameters()]
+    fused = build_optimizer(default_param_groups(model, 1e-2), config(optimizer=name, lr=1e-2, weight_decay=1e-2))
+    assert all(group["fused"] for group in fused.param_groups)
+    loop_class = {"adamw": torch.optim.AdamW, "adam": torch.optim.Adam}[name]
+    groups = default_param_groups(model, 1e-2)
+    index = {id(p): i for i, p in enumerate(model.parameters())}
+    loop = loop_class([g | {"params": [reference[index[id(p)]] for p in g["params"]]} for g in groups],
+                      lr=1e-2, weight_decay=1e-2, foreach=False)
+    for step in range(5):
+        grads = [torch.randn_like(p) for p in reference]
+        for p, r, g in zip(model.parameters(), reference, grads):
+            p.grad, r.grad = g.clone(), g.clone()
+        fused.step()
+        loop.step()
+    for p, r in zip(model.parameters(), reference):
+        torch.testing.assert_close(p.detach(), r.detach(), rtol=1e-5, atol=1e-6)
