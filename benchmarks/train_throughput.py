@@ -1,9 +1,10 @@
 """Training steps per second of the demo's network (``synth_seg_det_pose``: ResNet-18, 128 px,
-batch 16), eager (bf16 autocast + channels-last where the CPU has bf16, as the trainer runs it)
-against ``torch.compile``, in one run, from the same initial weights and the same batches; and
-where an eager step spends its time (waiting for the data worker, encoding targets, forward,
-loss, backward, optimizer), with the achieved FLOP rate beside the bf16 matmul peak measured
-in the same run. Run it alone on the machine.
+batch 16) in one run, from the same initial weights and the same batches: eager bf16 autocast
++ channels-last (what ``precision: auto`` chose on every CPU with native bf16 until it learned
+that only AMX makes bf16 faster), eager fp32, and ``torch.compile`` at the precision ``auto``
+picks on this machine; and where an eager step spends its time (waiting for the data worker,
+encoding targets, forward, loss, backward, optimizer), with the achieved FLOP rate beside the
+bf16 and fp32 matmul peaks measured in the same run. Run it alone on the machine.
 
     python benchmarks/train_throughput.py --json benchmarks/results/train_throughput.json
 """
@@ -119,34 +120,42 @@ def main() -> int:
         train_steps(first, first, config, precision, data[:1])
     step_flops = counter.get_total_flops()
     result: dict = {"command": "python " + " ".join(sys.argv), "cpu": cpu_model(), "torch": torch.__version__,
-                    "precision": precision.name, "channels_last": precision.channels_last,
                     "steps": args.steps, "warmup": args.warmup, "batch": config.train.batch_size,
                     "step_gflops": round(step_flops / 1e9, 1), "modes": {}}
-    for mode in ("eager", "compile"):
-        model = prepare_model(copy.deepcopy(initial), precision)
-        network = torch.compile(model) if mode == "compile" else model
+    auto = resolve_precision("auto", torch.device("cpu"), initial)
+    result["auto_precision"] = auto.name
+    modes = {"eager_bf16": (resolve_precision("bf16", torch.device("cpu"), initial), False),
+             "eager_fp32": (resolve_precision("fp32", torch.device("cpu"), initial), False),
+             f"compile_{auto.name}": (auto, True)}
+    for mode, (mode_precision, compiled) in modes.items():
+        model = prepare_model(copy.deepcopy(initial), mode_precision)
+        network = torch.compile(model) if compiled else model
         started = time.perf_counter()
-        times, losses, split = train_steps(model, network, config, precision, data, phases=mode == "eager")
+        times, losses, split = train_steps(model, network, config, mode_precision, data, phases=not compiled)
         timed = times[args.warmup:]
-        row = {"steps_per_s": round(len(timed) / sum(timed), 3), "median_step_ms": round(1e3 * statistics.median(timed), 1),
+        row = {"precision": mode_precision.name, "channels_last": mode_precision.channels_last,
+               "steps_per_s": round(len(timed) / sum(timed), 3), "median_step_ms": round(1e3 * statistics.median(timed), 1),
                "first_steps_s": round(sum(times[:args.warmup]), 1), "wall_s": round(time.perf_counter() - started, 1),
                "loss_first": round(statistics.mean(losses[:10]), 4), "loss_last": round(statistics.mean(losses[-20:]), 4),
                "losses": [round(v, 4) for v in losses]}
         row["tflops"] = round(step_flops / statistics.median(timed) / 1e12, 3)
-        if mode == "eager":
+        if not compiled:
             row["phases_ms"] = {name: round(1e3 * statistics.median(values[args.warmup:]), 1) for name, values in split.items()}
         result["modes"][mode] = row
-        print(f"{mode:<8} {row['steps_per_s']:.2f} steps/s (median {row['median_step_ms']} ms, first "
+        print(f"{mode:<13} {row['steps_per_s']:.2f} steps/s (median {row['median_step_ms']} ms, first "
               f"{args.warmup} steps {row['first_steps_s']} s), {row['tflops']} TFLOP/s, loss "
               f"{row['loss_first']} -> {row['loss_last']}", flush=True)
     result["data_ms"] = {"decode_and_augment_batch": round(1e3 * first_load, 1), "augment_cached_batch": round(1e3 * augment, 1),
                          "encode_targets_batch": round(1e3 * encode, 1)}
     result["bf16_matmul_peak_tflops"] = round(matmul_peak_tflops(torch.bfloat16), 3)
     result["fp32_matmul_peak_tflops"] = round(matmul_peak_tflops(torch.float32), 3)
-    result["speedup"] = round(result["modes"]["compile"]["steps_per_s"] / result["modes"]["eager"]["steps_per_s"], 3)
-    print(f"phases of an eager step (ms): {result['modes']['eager']['phases_ms']}; data per batch (ms, worker): "
-          f"{result['data_ms']}; bf16 matmul peak {result['bf16_matmul_peak_tflops']} TFLOP/s; "
-          f"compile speed-up {result['speedup']}")
+    reference = result["modes"]["eager_bf16"]["steps_per_s"]
+    result["speedup_over_eager_bf16"] = {mode: round(row["steps_per_s"] / reference, 3)
+                                         for mode, row in result["modes"].items()}
+    print(f"phases of an eager step (ms): { {m: r['phases_ms'] for m, r in result['modes'].items() if 'phases_ms' in r} }; "
+          f"data per batch (ms, worker): {result['data_ms']}; matmul peaks (TFLOP/s) bf16 "
+          f"{result['bf16_matmul_peak_tflops']}, fp32 {result['fp32_matmul_peak_tflops']}; steps/s against eager "
+          f"bf16: {result['speedup_over_eager_bf16']}")
     atomic_write_text(args.json, json.dumps(result, indent=1) + "\n")
     print(f"wrote {args.json}")
     return 0
