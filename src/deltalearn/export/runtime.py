@@ -69,7 +69,7 @@ class OnnxPredictor(Predictor):
         self.info = ModelInfo.from_metadata(metadata, self.path)
         self.export = ExportInfo.from_metadata(metadata)
         self.info.config.model.pretrained = False  # the tasks are built only for decoding and COCO results
-        model = build_model(self.info)
+        model = build_model(self.info, backbone_weights=False)
         self.tasks = dict(model.tasks.items())
         self.output_stride = model.output_stride
         names = [output.name for output in self.session.get_outputs()]

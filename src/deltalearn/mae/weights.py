@@ -24,60 +24,25 @@ but were trained at the old one.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import re
 import warnings
-from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal
 
 import torch
-from torch import Tensor
 
 from deltalearn.config import from_dict, to_dict
 from deltalearn.engine.checkpoint import read_weights, save_weights, weights_metadata
 from deltalearn.mae.model import MAEConfig, MaskedAutoencoder
+from deltalearn.vit.checkpoint import (FILE_FORMAT, Source, StateDict, convert_hf_state_dict, detect_format,
+                                       read_state_dict)
 
-StateDict = dict[str, Tensor]
-Source = str | os.PathLike | Mapping[str, Tensor]
-FILE_FORMAT = "deltalearn.mae"  # safetensors metadata "format" of save_mae files
+__all__ = ["FILE_FORMAT", "LoadedCheckpoint", "convert_hf_state_dict", "detect_format", "load_mae",
+           "load_pretrained", "read_state_dict", "save_mae"]
+
 POS_EMBED_KEYS = ("pos_embed", "decoder_pos_embed")
 DECODER_PREFIXES = ("decoder_", "mask_token")
-
-# Hugging Face ViTMAE names -> ours. Outside the blocks:
-_HF_NAMES = {
-    "embeddings.cls_token": "cls_token",
-    "embeddings.position_embeddings": "pos_embed",
-    "embeddings.patch_embeddings.projection.weight": "patch_embed.proj.weight",
-    "embeddings.patch_embeddings.projection.bias": "patch_embed.proj.bias",
-    "layernorm.weight": "norm.weight",
-    "layernorm.bias": "norm.bias",
-    "decoder.mask_token": "mask_token",
-    "decoder.decoder_pos_embed": "decoder_pos_embed",
-}
-# ... decoder head layers: decoder.decoder_pred.weight -> decoder_pred.weight
-_HF_DECODER_HEAD = re.compile(r"^decoder\.(decoder_embed|decoder_norm|decoder_pred)\.(weight|bias)$")
-# ... blocks: encoder.layer.N / layers.N -> blocks.N, decoder.decoder_layers.N -> decoder_blocks.N
-_HF_BLOCKS = re.compile(r"^(?:encoder\.layer|layers|decoder\.(decoder_layers))\.(\d+)\.(.+)\.(weight|bias)$")
-# ... inside a block (transformers < 5 and >= 5 names)
-_HF_BLOCK_NAMES = {
-    "layernorm_before": "norm1",
-    "layernorm_after": "norm2",
-    "attention.output.dense": "attn.proj",
-    "attention.o_proj": "attn.proj",
-    "intermediate.dense": "mlp.fc1",
-    "mlp.fc1": "mlp.fc1",
-    "output.dense": "mlp.fc2",
-    "mlp.fc2": "mlp.fc2",
-}
-_HF_QKV = {
-    "attention.attention.query": 0, "attention.q_proj": 0,
-    "attention.attention.key": 1, "attention.k_proj": 1,
-    "attention.attention.value": 2, "attention.v_proj": 2,
-}  # position in timm's fused qkv
 
 
 @dataclass
@@ -87,73 +52,6 @@ class LoadedCheckpoint:
     format: Literal["official", "hf"]  # key naming of the source
     encoder_only: bool  # True: the decoder was not in the source and is untrained
     regenerated_pos_embed: bool  # True: the source's grid differed; the model's sin-cos embeddings were kept
-
-
-def read_state_dict(source: Source) -> StateDict:
-    """Tensors of a safetensors file, a torch file (weights only) or a mapping; unwraps ``{"model": ...}``."""
-    where = "state dict" if isinstance(source, Mapping) else str(source)
-    if isinstance(source, Mapping):
-        data: object = source
-    else:
-        path = Path(source)
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: no such weight file")
-        if path.suffix == ".safetensors":
-            data = read_weights(path)
-        else:
-            try:
-                with torch.serialization.safe_globals([argparse.Namespace]):
-                    data = torch.load(path, map_location="cpu", weights_only=True)
-            except Exception as error:  # pickle errors have many types
-                raise ValueError(f"{path}: not a readable weights-only torch file ({error})") from None
-    if isinstance(data, Mapping) and isinstance(data.get("model"), Mapping):
-        data = data["model"]
-    if not isinstance(data, Mapping) or not all(isinstance(v, Tensor) for v in data.values()):
-        raise ValueError(f"{where}: not a mapping of tensors")
-    return dict(data)
-
-
-def detect_format(state_dict: Mapping[str, Tensor]) -> Literal["official", "hf"]:
-    """'official' (our and facebookresearch names) or 'hf' (transformers ViTMAE names)."""
-    if "patch_embed.proj.weight" in state_dict:
-        return "official"
-    if any(k.startswith(("vit.embeddings.", "embeddings.patch_embeddings.")) for k in state_dict):
-        return "hf"
-    some = ", ".join(list(state_dict)[:5])
-    raise ValueError(f"not an MAE state dict (no patch embedding key); first keys: {some}")
-
-
-def convert_hf_state_dict(state_dict: Mapping[str, Tensor]) -> StateDict:
-    """Hugging Face ViTMAE(ForPreTraining|Model) names -> ours, with q/k/v fused into ``qkv``."""
-    out: StateDict = {}
-    qkv: dict[str, list[Tensor | None]] = {}  # our qkv key -> [q, k, v]
-    for key, value in state_dict.items():
-        name = key.removeprefix("vit.")
-        if name in _HF_NAMES:
-            out[_HF_NAMES[name]] = value
-        elif match := _HF_DECODER_HEAD.match(name):
-            out[f"{match[1]}.{match[2]}"] = value
-        elif match := _HF_BLOCKS.match(name):
-            is_decoder, index, inner, param = match.groups()
-            prefix = f"{'decoder_blocks' if is_decoder else 'blocks'}.{index}"
-            if inner in _HF_QKV:
-                slots = qkv.setdefault(f"{prefix}.attn.qkv.{param}", [None, None, None])
-                slots[_HF_QKV[inner]] = value
-            elif inner in _HF_BLOCK_NAMES:
-                out[f"{prefix}.{_HF_BLOCK_NAMES[inner]}.{param}"] = value
-            else:
-                raise ValueError(f"unknown Hugging Face ViTMAE key '{key}'")
-        else:
-            raise ValueError(f"unknown Hugging Face ViTMAE key '{key}'")
-    for key, parts in qkv.items():
-        if any(part is None for part in parts):
-            missing = [n for n, part in zip("qkv", parts) if part is None]
-            raise ValueError(f"Hugging Face checkpoint lacks the {'/'.join(missing)} part of '{key}'")
-        out[key] = torch.cat(parts, dim=0)  # [3*D, D] or [3*D]: q, k, v stacked as timm expects
-    for key in [k for k in out if k.endswith(".attn.qkv.weight")]:  # qkv_bias=False checkpoints
-        bias = key.removesuffix("weight") + "bias"
-        out.setdefault(bias, torch.zeros(out[key].shape[0], dtype=out[key].dtype))
-    return out
 
 
 def _is_decoder_key(key: str) -> bool:

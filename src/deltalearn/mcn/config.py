@@ -54,8 +54,29 @@ class DataConfig:
 
 
 @dataclass
+class ViTConfig:
+    """The plain-ViT backbone of ``model.backbone: vit`` or ``mae:RUN_OR_FILE`` (see mcn.vit).
+
+    With ``mae:``, empty fields are taken from the MAE's encoder and set ones must agree with
+    it; with ``vit`` (random weights), empty fields are ViT-S/16's. A trained MCN's file
+    records them all, so it rebuilds without the MAE file.
+    """
+
+    embed_dim: int | None = None  # width D (ViT-S: 384)
+    depth: int | None = None  # transformer blocks (12)
+    num_heads: int | None = None  # attention heads (6)
+    patch_size: int | None = None  # patch side in pixels, a power of two (16)
+    mlp_ratio: float | None = None  # MLP hidden width / D (4)
+    pos_grid: list[int] | None = None  # [rows, cols] the position embeddings are stored at (224 px / patch)
+    drop_path: float = 0.0  # stochastic depth rate of the last block (ViTDet fine-tunes ViT-B with 0.1)
+
+
+@dataclass
 class ModelConfig:
-    backbone: str = "dla34"  # any timm model with features_only support
+    # any timm model with features_only support; "vit": a plain ViT (model.vit); "mae:RUN_OR_FILE":
+    # that plain ViT built and initialised from an MAE's encoder (a deltalearn MAE run or file,
+    # or an official MAE checkpoint such as mae_pretrain_vit_base.pth)
+    backbone: str = "dla34"
     # true: ImageNet weights from timm (needs internet the first time); or a local timm weight
     # file of the backbone (.safetensors, .pth, .bin), for offline machines
     pretrained: bool | str = False
@@ -70,6 +91,7 @@ class ModelConfig:
     # the center cell (CenterNet's) or a Gaussian region around it (TTFNet's), see mcn.heatmaps
     box_regression: Literal["center", "region"] = "center"
     pose_regression: Literal["center", "region"] = "center"
+    vit: ViTConfig = field(default_factory=ViTConfig)  # the ViT of backbone vit or mae:...
 
     def __post_init__(self) -> None:
         try:

@@ -14,6 +14,7 @@ from .config import LossConfig, ModelConfig
 from .necks import UpsampleNeck
 from .tasks import TASKS, DetectionTask, PoseTask, SegmentationTask, Task, check_task_names
 from .tasks.detection import MAX_OBJECTS
+from .vit import build_vit_backbone, is_vit_backbone
 
 LOSS_TOTAL = "loss"  # key of the summed loss in :meth:`MultitaskCenterNet.loss`
 
@@ -104,17 +105,22 @@ class UncertaintyWeighting(nn.Module):
 
 
 def build_mcn(config: ModelConfig, num_classes: int = 1, person_label: int = 0, loss: LossConfig | None = None,
-              max_objects: int = MAX_OBJECTS) -> MultitaskCenterNet:
+              max_objects: int = MAX_OBJECTS, backbone_weights: bool = True) -> MultitaskCenterNet:
     """The Multitask CenterNet that ``config`` describes: its backbone (timm, ImageNet weights
-    if ``config.pretrained``), neck and tasks.
+    if ``config.pretrained``; or a plain ViT, from an MAE's encoder for ``mae:RUN_OR_FILE``,
+    filling ``config.vit`` in), neck and tasks.
 
     ``num_classes`` object classes for det and seg; pose finds persons as detection class
     ``person_label``. ``loss`` gives each task's loss-term weights (default: LossConfig's);
-    ``max_objects`` per image get box and pose targets.
+    ``max_objects`` per image get box and pose targets. ``backbone_weights=False`` skips
+    reading an MAE's weights (the caller loads a whole trained network next).
     """
     check_task_names(config.tasks)
     loss = loss or LossConfig()
-    backbone = TimmBackbone(config.backbone, pretrained=config.pretrained)
+    if is_vit_backbone(config.backbone):
+        backbone: nn.Module = build_vit_backbone(config, load_weights=backbone_weights)
+    else:
+        backbone = TimmBackbone(config.backbone, pretrained=config.pretrained)
     neck = UpsampleNeck(backbone.channels, backbone.reductions, config.neck_channels, config.neck_conv)
     common: dict[str, Any] = {"in_channels": neck.out_channels, "head_channels": config.head_channels,
                               "head_trunk": config.head_trunk, "head_conv": config.head_conv}

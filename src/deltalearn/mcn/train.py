@@ -26,7 +26,7 @@ from .distill import Distiller
 from .evaluate import evaluate
 from .predictor import TorchPredictor
 from .sources import SourceMix
-from .warm_start import warm_start
+from .warm_start import is_mae_checkpoint, warm_start
 from .weights import ModelInfo, build_model, person_label_of
 
 EVAL_BATCH = 8  # images per evaluation batch
@@ -63,12 +63,14 @@ def train(config: MCNConfig, train_set: CocoDataset | SourceMix, run_dir: str | 
         raise ConfigError("--init and --resume exclude each other: resume continues the run's own weights")
     run_dir = Path(run_dir)
     info = model_info(config, train_set)
-    model = build_model(info)
+    model = build_model(info, backbone_weights=not resume)  # a resumed run loads its own weights
     report = None
     if init is not None:
         report = warm_start(model, init)
         print0(report.describe())
     distiller = None
+    if config.loss.distill > 0 and init is not None and is_mae_checkpoint(init):
+        raise ConfigError(f"loss.distill needs --init to be a trained MCN to keep tasks of; {init} is an MAE")
     if config.loss.distill > 0:
         teacher = report.source if report is not None else _recorded_init(run_dir) if resume else None
         if teacher is None:

@@ -4,6 +4,10 @@ A tensor of the file loads into the parameter or buffer of the same name and sha
 network that adds a task keeps the trained backbone, neck and the heads of the tasks both
 share, and the added heads keep their fresh initialisation. A head for another number of
 classes is skipped (shape mismatch) and starts fresh too.
+
+An MAE checkpoint (a deltalearn MAE run or file, an official ``.pth``) initialises a ViT
+backbone's encoder instead (position embeddings resampled to its grid); neck and heads stay
+fresh. A CNN backbone refuses it.
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ import torch
 from torch import nn
 
 from ..engine import checkpoint as ckpt
+from ..vit.checkpoint import FILE_FORMAT, MAE_RUN_WEIGHTS, read_mae_encoder
+from .vit import ViTBackbone
 
 SHOWN_SKIPPED = 6  # skipped names listed per part; the rest are counted
 
@@ -96,6 +102,8 @@ def warm_start(model: nn.Module, weights: str | Path) -> WarmStartReport:
 
     Raises CheckpointError when the file is missing or unreadable, or when no tensor fits.
     """
+    if is_mae_checkpoint(weights):
+        return _warm_start_encoder(model, Path(weights))
     path = ckpt.find_weights(weights)
     tensors = ckpt.read_weights(path)
     expected = model.state_dict()
@@ -117,3 +125,28 @@ def warm_start(model: nn.Module, weights: str | Path) -> WarmStartReport:
         unused=mismatch.unexpected,
         parts={name: part_of(model, name) for name in names},
     )
+
+
+def is_mae_checkpoint(weights: str | Path) -> bool:
+    """A deltalearn MAE run folder or file, or a torch file (MCN weights are safetensors)."""
+    path = Path(weights)
+    if path.is_dir():
+        return (path / MAE_RUN_WEIGHTS).is_file()
+    if path.suffix in (".pth", ".pt", ".bin"):
+        return True
+    return path.suffix == ".safetensors" and path.is_file() and ckpt.weights_metadata(path).get("format") == FILE_FORMAT
+
+
+def _warm_start_encoder(model: nn.Module, path: Path) -> WarmStartReport:
+    """An MAE's encoder into the model's ViT backbone; everything else stays as built."""
+    backbone = getattr(model, "backbone", None)
+    if not isinstance(backbone, ViTBackbone):
+        name = getattr(backbone, "name", type(backbone).__name__)
+        raise ckpt.CheckpointError(f"{path}: an MAE encoder, but the backbone is {name}, a CNN; an MAE initialises "
+                                   f"a plain ViT (model.backbone=mae:{path}, or vit with model.vit set to its shapes)")
+    _, encoder = read_mae_encoder(path)
+    backbone.load_encoder(encoder, str(path))
+    loaded = [f"backbone.vit.{name}" for name in encoder]
+    names = list(model.state_dict())
+    return WarmStartReport(source=path, loaded=loaded, new=[n for n in names if n not in set(loaded)], skipped=[],
+                           unused=[], parts={name: part_of(model, name) for name in names})

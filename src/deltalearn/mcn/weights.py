@@ -63,10 +63,11 @@ def person_label_of(category_names: Sequence[str], keypoint_category: int | None
     return list(category_names).index("person") if "person" in category_names else 0
 
 
-def build_model(info: ModelInfo) -> MultitaskCenterNet:
-    """The network that ``info.config`` describes, from random (or timm pretrained) weights."""
+def build_model(info: ModelInfo, backbone_weights: bool = True) -> MultitaskCenterNet:
+    """The network that ``info.config`` describes, from random (or timm pretrained, or MAE) weights;
+    ``backbone_weights=False``: without reading pretrained backbone weights."""
     return build_mcn(info.config.model, num_classes=info.num_classes, person_label=info.person_label,
-                     loss=info.config.loss)
+                     loss=info.config.loss, backbone_weights=backbone_weights)
 
 
 def load_model(weights: str | Path, device: torch.device | str = "cpu") -> tuple[MultitaskCenterNet, ModelInfo]:
@@ -74,6 +75,6 @@ def load_model(weights: str | Path, device: torch.device | str = "cpu") -> tuple
     path = ckpt.find_weights(weights)
     info = ModelInfo.from_metadata(ckpt.weights_metadata(path), path)
     info.config.model.pretrained = False  # the file has every weight
-    model = build_model(info)
+    model = build_model(info, backbone_weights=False)
     ckpt.load_weights(model, path)
     return model.to(device).eval(), info
