@@ -45,7 +45,7 @@ def test_predict_any_size_and_layout(frozen_run: tuple[Path, dict]) -> None:
     probs = predict_foreground(model, [wide, gray, tensor], batch_size=2)
     assert [p.shape for p in probs] == [(40, 90), (33, 17), (40, 90)]
     assert all(p.dtype == np.float32 and 0 <= p.min() and p.max() <= 1 for p in probs)
-    np.testing.assert_array_equal(probs[0], probs[2])
+    np.testing.assert_allclose(probs[0], probs[2], atol=1e-5)  # batches of 2 and 1: fp32 GEMMs block differently
     with pytest.raises(ValueError, match="uint8 image"):
         predict_foreground(model, [wide.astype(np.float32)])
 
