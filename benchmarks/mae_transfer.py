@@ -33,12 +33,11 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from deltalearn.bench import cpu_model  # noqa: E402
-from deltalearn.config import PACKAGED_CONFIGS, load_config  # noqa: E402
+from deltalearn.bench.results import resume_results, val_curve  # noqa: E402
+from deltalearn.config import PACKAGED_CONFIGS, ConfigError, load_config  # noqa: E402
 from deltalearn.data.io import atomic_write_text  # noqa: E402
 from deltalearn.data.synth import generate_people  # noqa: E402
 from deltalearn.engine import checkpoint as ckpt  # noqa: E402
-from deltalearn.engine.metrics_log import read_metrics  # noqa: E402
 from deltalearn.mae.config import MAEPretrainConfig  # noqa: E402
 from deltalearn.mae.pretrain import FINAL_WEIGHTS, pretrain  # noqa: E402
 from deltalearn.mcn.config import MCNConfig  # noqa: E402
@@ -75,7 +74,11 @@ def main() -> None:
         plot(json.loads(args.json.read_text()), args.json.with_suffix(".png"))
         return
     settings = {name: getattr(args, name) for name in SETTINGS}
-    results = open_results(args.json, settings)
+    try:
+        results = resume_results(args.json, settings)
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
     data = args.out / "data"
     val_dir = data / "val"
     _generate(val_dir, args.val_images, args.seed + VAL_SEED, args)
@@ -146,31 +149,9 @@ def finetune(args: argparse.Namespace, start: str, mae_run: Path, train_dir: Pat
     resume = (run / ckpt.LAST_STATE).is_file()
     started = cpu_seconds()
     metrics = train(config, train_set, run, val_set=open_coco(val_dir), resume=resume)
-    curve = [{k: v for k, v in r.items() if k == "step" or k.startswith(("det_", "pose_", "seg_"))}
-             for r in read_metrics(run) if r.get("split") == "val"]
     row = {k: v for k, v in metrics.items() if k.startswith(("det_", "pose_", "seg_"))}
     return row | {"steps": metrics.get("step"), "labels": len(train_set), "start": start, "resumed": resume,
-                  "cpu_s": round(cpu_seconds() - started, 1), "curve": curve}
-
-
-def open_results(path: Path, settings: dict) -> dict:
-    if not path.is_file():
-        return {"settings": settings, "cpu": cpu_model(), "rows": {}}
-    try:
-        results = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as error:
-        sys.exit(_refuse(f"{path}: cannot resume from it ({error})"))
-    old = results.get("settings") if isinstance(results, dict) else None
-    if old != settings:
-        changed = sorted(k for k in settings if (old or {}).get(k) != settings[k]) if isinstance(old, dict) else ["settings"]
-        sys.exit(_refuse(f"{path}: written by another configuration of this benchmark (differs in {', '.join(changed)}); "
-                         "pass another --json or the same arguments"))
-    return results
-
-
-def _refuse(message: str) -> int:
-    print(f"error: {message}", file=sys.stderr)
-    return 2
+                  "cpu_s": round(cpu_seconds() - started, 1), "curve": val_curve(run)}
 
 
 def save(path: Path, results: dict) -> None:

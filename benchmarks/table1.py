@@ -30,12 +30,11 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from deltalearn.bench import cpu_model  # noqa: E402
-from deltalearn.config import PACKAGED_CONFIGS, load_config  # noqa: E402
+from deltalearn.bench.results import resume_results, val_curve  # noqa: E402
+from deltalearn.config import PACKAGED_CONFIGS, ConfigError, load_config  # noqa: E402
 from deltalearn.data.io import atomic_write_text  # noqa: E402
 from deltalearn.data.synth import SCENES, generate_people  # noqa: E402
 from deltalearn.engine import checkpoint as ckpt  # noqa: E402
-from deltalearn.engine.metrics_log import read_metrics  # noqa: E402
 from deltalearn.mcn.config import MCNConfig  # noqa: E402
 from deltalearn.mcn.data import open_coco  # noqa: E402
 from deltalearn.mcn.evaluate import format_metrics  # noqa: E402
@@ -76,7 +75,11 @@ def main() -> None:
         return
 
     settings = {name: getattr(args, name) for name in SETTINGS}
-    results = _open_results(json_path, settings)
+    try:
+        results = resume_results(json_path, settings)
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
     train_dir, val_dir = args.out / "data" / "train", args.out / "data" / "val"
     for folder, count, seed in ((train_dir, args.images, args.seed), (val_dir, args.val_images, args.seed + VAL_SEED_OFFSET)):
         if not (folder / "annotations.json").is_file():
@@ -96,7 +99,7 @@ def main() -> None:
         row = {k: v for k, v in metrics.items() if k.startswith(("det_", "pose_", "seg_"))}
         row |= {"steps": metrics.get("step"), "epochs": metrics.get("epoch"),
                 "minutes_this_session": round((time.time() - started) / 60, 2), "resumed": resume,
-                "curve": _curve(run_dir)}
+                "curve": val_curve(run_dir)}
         results["rows"][combo] = row
         atomic_write_text(json_path, json.dumps(results, indent=2) + "\n")
         print(format_metrics(row, title=combo.replace("_", " + ")))
@@ -115,34 +118,6 @@ def _budget(args: argparse.Namespace, images: int) -> list[str]:
     epochs = math.ceil(args.steps / per_epoch)
     val_every = max(1, round(args.val_steps / per_epoch))
     return [f"train.epochs={epochs}", "train.max_minutes=0", f"train.val_every={val_every}"]
-
-
-def _open_results(path: Path, settings: dict) -> dict:
-    """The results so far, or a new record; a file from other settings is refused (exit 2)."""
-    fresh = {"settings": settings, "cpu": cpu_model(), "rows": {}}
-    if not path.is_file():
-        return fresh
-    try:
-        results = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as error:
-        sys.exit(_refuse(f"{path}: cannot resume from it ({error})"))
-    old = results.get("settings")
-    if old != settings:
-        changed = sorted(k for k in settings if (old or {}).get(k) != settings[k]) if isinstance(old, dict) else ["settings"]
-        sys.exit(_refuse(f"{path}: written by another configuration of this benchmark (differs in "
-                         f"{', '.join(changed)}); pass another --json or the same arguments"))
-    return results
-
-
-def _refuse(message: str) -> int:
-    print(f"error: {message}", file=sys.stderr)
-    return 2
-
-
-def _curve(run_dir: Path) -> list[dict]:
-    """The run's validations: step and every task metric, in order."""
-    return [{k: v for k, v in record.items() if k == "step" or k.startswith(("det_", "pose_", "seg_"))}
-            for record in read_metrics(run_dir) if record.get("split") == "val"]
 
 
 def plot(results: dict, path: Path) -> None:
