@@ -133,6 +133,23 @@ def test_trained_mae_started_network_reloads_without_the_mae_and_exports(mae_fil
     assert error < 0.1, float(error)  # INT8 rounding of the ViT's matmuls, not a broken graph
 
 
+def test_a_frozen_mae_encoder_stays_as_loaded_while_the_heads_train(mae_file: Path, tmp_path: Path) -> None:
+    data, run = tmp_path / "data", tmp_path / "run"
+    assert main(["mcn", "synth", "--out", str(data), "--images", "8", "--size", "64", "--workers", "1"]) == 0
+    assert main(["mcn", "train", "--data", str(data), "--out", str(run), "--init", str(mae_file), "model.backbone=vit",
+                 "model.vit.embed_dim=192", "model.vit.depth=4", "model.vit.num_heads=3", "model.vit.patch_size=8",
+                 "train.freeze=[backbone]", *TINY_RUN]) == 0
+    model, info = load_model(run)
+    _, encoder = read_mae_encoder(mae_file)
+    own = model.backbone.vit.state_dict()
+    assert own["pos_embed"].shape == (1, 1 + 28 * 28, 192)  # model.vit.pos_grid defaults to 224 px / 8
+    for key in ("blocks.0.attn.qkv.weight", "blocks.3.mlp.fc2.bias", "norm.weight", "patch_embed.proj.weight"):
+        assert torch.equal(own[key], encoder[key]), key
+    fresh = build_mcn(info.config.model)
+    assert not torch.equal(model.tasks["det"].state_dict()["heads.heatmap.2.bias"],
+                           fresh.tasks["det"].state_dict()["heads.heatmap.2.bias"])  # the heads did train
+
+
 def test_cli_refuses_a_cnn_init_from_an_mae_and_a_missing_mae(mae_file: Path, tmp_path: Path, capsys) -> None:
     data = tmp_path / "data"
     assert main(["mcn", "synth", "--out", str(data), "--images", "4", "--size", "64", "--workers", "1"]) == 0
