@@ -181,6 +181,7 @@ VARIANT_PARAMS = {
     "mae_vit_large_patch16": (303_099_904, 26_139_392),
     "mae_vit_huge_patch14": (630_435_840, 26_178_124),
     "mae_vit_tiny_patch16": (5_486_592, 3_406_592),
+    "mae_vit_small_patch16": (21_590_016, 3_455_744),
     "mae_vit_cpu_patch8": (1_817_088, 446_400),
 }
 

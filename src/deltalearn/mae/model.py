@@ -296,6 +296,10 @@ MAE_VARIANTS: dict[str, MAEConfig] = {
     "mae_vit_tiny_patch16": MAEConfig(
         embed_dim=192, depth=12, num_heads=3, decoder_embed_dim=256, decoder_depth=4, decoder_num_heads=8
     ),
+    # ViT-S/16 encoder (DeiT-small sizes) with the same 4-block 256-wide decoder, 224 px: 21.6 M + 3.5 M = 25.0 M
+    "mae_vit_small_patch16": MAEConfig(
+        embed_dim=384, depth=12, num_heads=6, decoder_embed_dim=256, decoder_depth=4, decoder_num_heads=8
+    ),
     # CPU pretraining, 64 px, 8 px patches (64 patches, 16 seen), 4x192 encoder, 2x128 decoder:
     # 1.8 M + 0.4 M = 2.3 M parameters
     "mae_vit_cpu_patch8": MAEConfig(
