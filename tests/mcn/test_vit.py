@@ -12,6 +12,7 @@ import torch
 from deltalearn.cli import EXIT_BAD_INPUT, main
 from deltalearn.config import ConfigError
 from deltalearn.engine.checkpoint import CheckpointError
+from deltalearn.engine.trainer import default_param_groups
 from deltalearn.export.onnx import ExportGraph, example_images
 from deltalearn.export.runtime import OnnxPredictor
 from deltalearn.mae.model import create_mae
@@ -61,6 +62,15 @@ def test_mae_backbone_takes_the_encoders_shapes_and_weights(mae_file: Path) -> N
     assert model.backbone.reductions == [4, 8, 16, 32] and model.backbone.channels == [96, 192, 192, 192]
     outputs = model(torch.randn(2, 3, 96, 64))  # another grid than pretraining's: pos embeds resampled
     assert outputs["det.heatmap"].shape == (2, 1, 24, 16) and outputs["seg.logits"].shape == (2, 2, 24, 16)
+
+
+def test_position_embeddings_and_class_token_get_no_weight_decay(mae_file: Path) -> None:
+    model = build_mcn(ModelConfig(backbone=f"mae:{mae_file}", **SMALL))
+    decay, no_decay = default_param_groups(model, 0.05)
+    names = {id(p): n for n, p in model.named_parameters()}
+    skipped = {names[id(p)] for p in no_decay["params"]}
+    assert {"backbone.vit.pos_embed", "backbone.vit.cls_token"} <= skipped
+    assert "backbone.vit.blocks.0.attn.qkv.weight" in {names[id(p)] for p in decay["params"]}
 
 
 def test_official_encoder_only_file_gives_width_patch_and_heads_from_its_shapes(official_encoder: Path) -> None:

@@ -43,6 +43,12 @@ class MultitaskCenterNet(nn.Module):
         self.tasks = nn.ModuleDict(tasks)
         self.weighting = weighting  # None: the tasks' weighted terms are summed as they are
 
+    def no_weight_decay(self) -> set[str]:
+        """Parameters kept out of weight decay beyond biases and norms (timm's convention): a ViT
+        backbone's position embeddings and class token."""
+        inner = self.backbone.no_weight_decay() if hasattr(self.backbone, "no_weight_decay") else set()
+        return {f"backbone.{name}" for name in inner}
+
     @property
     def output_stride(self) -> int:
         """Input pixels per cell of the heads' outputs."""
