@@ -147,6 +147,6 @@ def _warm_start_encoder(model: nn.Module, path: Path) -> WarmStartReport:
     _, encoder = read_mae_encoder(path)
     backbone.load_encoder(encoder, str(path))
     loaded = [f"backbone.vit.{name}" for name in encoder]
-    names = list(model.state_dict())
-    return WarmStartReport(source=path, loaded=loaded, new=[n for n in names if n not in set(loaded)], skipped=[],
+    names, done = list(model.state_dict()), set(loaded)
+    return WarmStartReport(source=path, loaded=loaded, new=[n for n in names if n not in done], skipped=[],
                            unused=[], parts={name: part_of(model, name) for name in names})

@@ -157,7 +157,7 @@ class EncoderSpec:
 
 
 def is_encoder_key(key: str) -> bool:
-    return key.startswith(ENCODER_PREFIXES) or key in ("cls_token", "pos_embed")
+    return key.startswith(ENCODER_PREFIXES)
 
 
 def read_mae_encoder(source: str | os.PathLike) -> tuple[EncoderSpec, StateDict]:
