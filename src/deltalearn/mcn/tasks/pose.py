@@ -57,7 +57,9 @@ def gather_keypoint_offsets(offset: torch.Tensor, index: torch.Tensor) -> torch.
     """
     b, channels, h, w = offset.shape
     n = index.shape[1]
-    per_joint = offset.reshape(b, channels // 2, 2, h * w).expand(b, NUM_KEYPOINTS, 2, h * w)
+    per_joint = offset.reshape(b, channels // 2, 2, h * w)
+    if channels // 2 != NUM_KEYPOINTS:  # shared: one pair for all joints (an exported Expand copies)
+        per_joint = per_joint.expand(b, NUM_KEYPOINTS, 2, h * w)
     where = index.permute(0, 2, 1)[:, :, None, :].expand(b, NUM_KEYPOINTS, 2, n)  # [B, J, 2, N]
     return per_joint.gather(3, where).permute(0, 3, 1, 2)  # [B, N, J, 2]
 
