@@ -124,3 +124,49 @@ def test_hue_jitter_defaults_to_a_share_of_colour_jitter():
     assert _hue(train_transforms(64, color_jitter=0.12)) == pytest.approx(0.02)
     assert _hue(train_transforms(64, color_jitter=0.3, hue_jitter=0.0)) == 0.0
     assert _hue(train_transforms(64, color_jitter=0.0, hue_jitter=0.1)) == pytest.approx(0.1)
+
+
+def test_random_affine_warps_like_torchvision():
+    """The OpenCV warp draws the same parameters as torchvision's RandomAffine: boxes and
+    keypoints equal, images within interpolation rounding, masks all but equal."""
+    from torchvision import tv_tensors
+    from torchvision.transforms import v2
+
+    from deltalearn.data.transforms import RandomAffine, to_tv
+
+    settings = dict(degrees=0, translate=(0.2, 0.2), scale=(0.6, 1.4), interpolation=v2.InterpolationMode.BILINEAR,
+                    fill={tv_tensors.Image: 124, tv_tensors.Mask: 0})
+    generator = torch.Generator().manual_seed(0)
+    sample = make_sample(height=64, width=96)
+    sample.image = torch.randint(0, 256, sample.image.shape, dtype=torch.uint8, generator=generator)
+    for seed in range(8):
+        torch.manual_seed(seed)
+        expected = v2.RandomAffine(**settings)(to_tv(sample))
+        torch.manual_seed(seed)
+        found = RandomAffine(**settings)(to_tv(sample))
+        for key in ("boxes", "keypoints", "visibility", "labels"):
+            assert torch.equal(found[key], expected[key]), key
+        assert type(found["image"]) is tv_tensors.Image and found["image"].dtype == torch.uint8
+        assert (found["image"].int() - expected["image"].int()).abs().float().mean() < 2.0
+        for key in ("masks", "crowd"):
+            assert type(found[key]) is tv_tensors.Mask and found[key].shape == expected[key].shape
+            assert (found[key] != expected[key]).float().mean() < 0.01, key
+    # the fill: a shrunk image is framed by grey 124 and no mask
+    torch.manual_seed(0)
+    shrunk = RandomAffine(degrees=0, scale=(0.5, 0.5), fill={tv_tensors.Image: 124, tv_tensors.Mask: 0})(to_tv(sample))
+    assert (shrunk["image"][:, 0] == 124).all() and not shrunk["masks"][:, 0].any()
+    # a rotation is torchvision's own warp
+    torch.manual_seed(1)
+    rotated = RandomAffine(degrees=(30, 30))(to_tv(sample))
+    torch.manual_seed(1)
+    assert torch.equal(rotated["image"], v2.RandomAffine(degrees=(30, 30))(to_tv(sample))["image"])
+
+
+def test_letterbox_of_a_sample_at_the_input_size_only_cleans_it():
+    """Nothing to pad or resize: the same pixels, and the same clean-up as any transform
+    (a box thinner than a pixel dropped)."""
+    sample = make_sample(height=64, width=64)
+    sample.boxes = torch.tensor([[10.0, 20.0, 40.0, 50.0], [70.0 - 60, 5.0, 70.5 - 60, 15.0]])  # the second 0.5 px wide
+    boxed = Letterbox(64)(sample)
+    assert torch.equal(boxed.image, sample.image) and boxed.scale == sample.scale
+    assert boxed.labels.tolist() == [0] and torch.equal(boxed.masks, sample.masks[:1])

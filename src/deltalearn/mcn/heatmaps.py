@@ -6,6 +6,7 @@ stride; cell (i, j) covers grid coordinates [j, j + 1) x [i, i + 1).
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -51,15 +52,23 @@ def integer_radius(height: float, width: float) -> int:
     return max(0, int(gaussian_radius(math.ceil(height), math.ceil(width))))
 
 
+@functools.lru_cache(maxsize=256)
+def gaussian_kernel(radius: int) -> torch.Tensor:
+    """The float32 [d, d] Gaussian (d = 2 * radius + 1, sigma = d / 6, 1 at the center) that
+    :func:`draw_gaussian` paints; cached, as encoding paints the same few radii again and
+    again. Read it, never write it."""
+    diameter = 2 * radius + 1
+    sigma = diameter / 6.0
+    steps = torch.arange(-radius, radius + 1, dtype=torch.float32)
+    return torch.exp(-(steps[:, None] ** 2 + steps[None, :] ** 2) / (2.0 * sigma * sigma))
+
+
 def draw_gaussian(heatmap: torch.Tensor, center: tuple[int, int], radius: int) -> None:
     """Max-paint a Gaussian of value 1 at integer ``center`` (x, y) into ``heatmap`` [h, w].
 
     The kernel spans ``2 * radius + 1`` cells with sigma = diameter / 6, as CenterNet.
     """
-    diameter = 2 * radius + 1
-    sigma = diameter / 6.0
-    steps = torch.arange(-radius, radius + 1, dtype=heatmap.dtype, device=heatmap.device)
-    kernel = torch.exp(-(steps[:, None] ** 2 + steps[None, :] ** 2) / (2.0 * sigma * sigma))  # [d, d]
+    kernel = gaussian_kernel(radius).to(heatmap)  # [d, d]
     x, y = center
     h, w = heatmap.shape
     left, right = min(x, radius), min(w - x, radius + 1)

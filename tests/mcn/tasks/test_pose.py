@@ -47,6 +47,42 @@ def test_pose_targets() -> None:
     assert targets["pose.heatmap"][0, 5, y, x] == 1.0
 
 
+def test_pose_targets_equal_a_joint_by_joint_encoding() -> None:
+    """The encoder writes each person's joints at once; every target equals the plain loop's."""
+    from deltalearn.mcn.heatmaps import box_centers, draw_gaussian, integer_radius
+
+    pose = PoseTask(in_channels=8, person_label=1)
+    keypoints = torch.stack([person_keypoints(b) for b in POSE_BOXES])
+    keypoints[1, 3] = 0.0  # unlabelled
+    keypoints[0, 4, :2] = torch.tensor([200.0, 20.0])  # labelled, but off the grid
+    sample = make_sample(POSE_BOXES, [1, 1], keypoints=keypoints)
+    found = pose.encode_sample(sample, STRIDE)
+    h, w = sample.size[0] // STRIDE, sample.size[1] // STRIDE
+    heatmap = torch.zeros((NUM_KEYPOINTS, h, w))
+    displacement = torch.zeros((pose.max_objects, NUM_KEYPOINTS, 2))
+    joint_mask = torch.zeros((pose.max_objects, NUM_KEYPOINTS))
+    joint_index = torch.zeros((pose.max_objects, NUM_KEYPOINTS), dtype=torch.int64)
+    offset = torch.zeros((pose.max_objects, NUM_KEYPOINTS, 2))
+    centers = box_centers(sample.boxes, STRIDE, (h, w))
+    for slot in range(len(POSE_BOXES)):
+        radius = integer_radius(float(centers["size"][slot, 1]), float(centers["size"][slot, 0]))
+        for j in range(NUM_KEYPOINTS):
+            x, y, v = sample.keypoints[slot, j].tolist()
+            gx, gy = x / STRIDE, y / STRIDE
+            cx, cy = int(gx // 1), int(gy // 1)
+            if v <= 0 or not (0 <= cx < w and 0 <= cy < h):
+                continue
+            draw_gaussian(heatmap[j], (cx, cy), radius)
+            displacement[slot, j] = torch.tensor([gx, gy]) - centers["cell"][slot]
+            joint_mask[slot, j] = 1.0
+            joint_index[slot, j] = cy * w + cx
+            offset[slot, j] = torch.tensor([gx - cx, gy - cy])
+    assert joint_mask[0, 4] == 0 and joint_mask[1, 3] == 0
+    for key, expected in (("heatmap", heatmap), ("displacement", displacement), ("joint_mask", joint_mask),
+                          ("joint_index", joint_index), ("offset", offset)):
+        assert torch.equal(found[f"pose.{key}"], expected), key
+
+
 @pytest.mark.parametrize(("pose_offsets", "regression"), [("per_joint", "center"), ("shared", "center"),
                                                          ("per_joint", "region")])
 def test_pose_loss_zero_for_perfect_outputs_and_grows(pose_offsets: str, regression: str) -> None:

@@ -192,13 +192,13 @@ class PoseTask(Task):
             cells = joints.floor().long()
             labelled = ((sample.keypoints[i, :, 2] > 0) & (cells[:, 0] >= 0) & (cells[:, 0] < w)
                         & (cells[:, 1] >= 0) & (cells[:, 1] < h))
-            for j in labelled.nonzero().flatten().tolist():
-                cell_x, cell_y = cells[j].tolist()
+            found = labelled.nonzero().flatten()  # the labelled joints, all written at once
+            displacement[slot, found] = joints[found] - center_cell
+            joint_mask[slot, found] = 1.0
+            joint_index[slot, found] = cells[found, 1] * w + cells[found, 0]
+            joint_offset[slot, found] = joints[found] - cells[found]
+            for j, (cell_x, cell_y) in zip(found.tolist(), cells[found].tolist()):
                 draw_gaussian(heatmap[j], (cell_x, cell_y), radius)
-                displacement[slot, j] = joints[j] - center_cell
-                joint_mask[slot, j] = 1.0
-                joint_index[slot, j] = cell_y * w + cell_x
-                joint_offset[slot, j] = joints[j] - cells[j]
         weight = torch.maximum(cell_weight(sample.crowd, output_stride), heatmap.amax(0, keepdim=True).eq(1.0).float())
         key = self.key
         targets = {key("heatmap"): heatmap, key("heatmap_weight"): weight, key("index"): index,
