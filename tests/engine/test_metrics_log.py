@@ -17,7 +17,8 @@ def test_metrics_jsonl_holds_train_and_val_lines(tmp_path: Path) -> None:
     train_lines = [r for r in lines if r["split"] == "train"]
     val_lines = [r for r in lines if r["split"] == "val"]
     for record in train_lines:
-        assert {"epoch", "step", "lr", "loss", "abs_error"} <= record.keys()
+        assert {"epoch", "step", "lr", "loss", "abs_error", "steps_per_s"} <= record.keys()
+        assert record["steps_per_s"] > 0  # the throughput of the steps since the line before
     # 8 steps per epoch, a line every 3 steps and one closing each epoch
     assert [r["step"] for r in train_lines] == [3, 6, 8, 9, 12, 15, 16]
     assert [(r["epoch"], r["step"]) for r in val_lines] == [(1, 8), (2, 16)]

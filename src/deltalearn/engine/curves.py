@@ -18,6 +18,7 @@ from ..data.io import atomic_path  # noqa: E402
 CURVES_FILE = "curves.png"
 SKIPPED = ("split", "epoch", "step")  # bookkeeping, not curves
 COUNTS = "samples."  # per-task sample counts: logged, not drawn
+SPEED = "steps_per_s"  # training steps per second of each log line's window: a panel of its own
 PANEL_COLUMNS = 3
 
 
@@ -36,12 +37,13 @@ def curve_panels(records: Sequence[dict[str, Any]]) -> dict[str, dict[str, list[
             if not math.isfinite(value):
                 continue
             if split == "train":
-                group = key.split(".", 1)[0] if "." in key else ("lr" if key == "lr" else "loss")
+                group = key.split(".", 1)[0] if "." in key else {"lr": "lr", SPEED: "speed"}.get(key, "loss")
                 panels[f"train: {group}"][key].append((int(step), float(value)))
             else:
                 group = key.split("_", 1)[0] if "_" in key else key
                 panels[f"val: {group}"][key].append((int(step), float(value)))
-    order = sorted(panels, key=lambda title: (title.startswith("val"), title.endswith(": lr"), title != "train: loss", title))
+    order = sorted(panels, key=lambda title: (title.startswith("val"), title.endswith((": lr", ": speed")),
+                                              title != "train: loss", title))
     return {title: dict(panels[title]) for title in order}
 
 
@@ -60,7 +62,7 @@ def plot_curves(records: Sequence[dict[str, Any]], path: str | Path, title: str 
             steps, values = zip(*points)
             ax.plot(steps, values, marker="o" if len(points) < 12 else None, markersize=3, linewidth=1.2, label=key)
         positive = all(v > 0 for points in curves.values() for _, v in points)
-        if name.startswith("train") and not name.endswith(": lr") and positive:
+        if name.startswith("train") and not name.endswith((": lr", ": speed")) and positive:
             ax.set_yscale("log")
         ax.set_title(name)
         ax.set_xlabel("step")

@@ -1,7 +1,8 @@
 """Training records: one JSON object per line in ``metrics.jsonl``, mirrored to TensorBoard.
 
 Each record is a flat dict with a ``split`` ("train" or "val"), ``epoch``, ``step`` and
-numbers. Train records hold ``lr``, ``loss`` and every named loss term; val records hold
+numbers. Train records hold ``lr``, ``loss``, every named loss term and ``steps_per_s`` (the
+steps since the record before, per wall-clock second); val records hold
 what the evaluate function returned. TensorBoard (``run_dir/tb``) gets every number as
 the scalar ``{split}/{name}`` at ``step``, when tensorboard is installed.
 """

@@ -320,6 +320,7 @@ class Trainer:
         bar = tqdm(total=self.iters_per_epoch, initial=self.epoch_step, desc=f"epoch {number}/{self.config.epochs}",
                    disable=not self.dist.is_main, dynamic_ncols=True, leave=False)
         stopped = False
+        self._window_clock = (time.monotonic(), self.global_step)  # steps per second of each log line
         with bar:
             while self.epoch_step < self.iters_per_epoch and not stopped:
                 batch = next(batches, _END)
@@ -360,7 +361,12 @@ class Trainer:
     def _log_train(self, log: MetricsLog, bar: tqdm, number: int, lr: float, means: dict[str, float]) -> None:
         if not math.isfinite(means["loss"]):
             raise FloatingPointError(f"non-finite loss at epoch {number}, step {self.global_step}: {means}")
-        log.log({"split": "train", "epoch": number, "step": self.global_step, "lr": lr, **means})
+        started, first_step = self._window_clock
+        now = time.monotonic()
+        rate = (self.global_step - first_step) / max(now - started, 1e-9)
+        self._window_clock = (now, self.global_step)
+        log.log({"split": "train", "epoch": number, "step": self.global_step, "lr": lr, **means,
+                 "steps_per_s": round(rate, 3)})
         bar.set_postfix(loss=f"{means['loss']:.4g}", lr=f"{lr:.3g}")
 
     def _evaluate(self, log: MetricsLog, number: int) -> dict[str, float]:
