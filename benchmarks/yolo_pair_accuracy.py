@@ -78,7 +78,8 @@ def main() -> None:
     results = json.loads(args.json.read_text()) if args.json.is_file() else {}
     if results and results.get("settings") != settings:
         sys.exit(f"error: {args.json}: written with other settings {results.get('settings')}, not {settings}")
-    results.update(command="python " + " ".join(sys.argv), settings=settings, cpu=cpu_model())
+    results.update(settings=settings, cpu=cpu_model())
+    results.setdefault("commands", []).append("python " + " ".join(sys.argv))  # every invocation that added rows
     results.setdefault("rows", {})
 
     for name in args.only:
