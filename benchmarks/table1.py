@@ -30,11 +30,13 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from deltalearn.bench import cpu_model  # noqa: E402
 from deltalearn.bench.results import resume_results, val_curve  # noqa: E402
 from deltalearn.config import PACKAGED_CONFIGS, ConfigError, load_config  # noqa: E402
 from deltalearn.data.io import atomic_write_text  # noqa: E402
 from deltalearn.data.synth import SCENES, generate_people  # noqa: E402
 from deltalearn.engine import checkpoint as ckpt  # noqa: E402
+from deltalearn.engine.precision import resolve_precision  # noqa: E402
 from deltalearn.mcn.config import MCNConfig  # noqa: E402
 from deltalearn.mcn.data import open_coco  # noqa: E402
 from deltalearn.mcn.evaluate import format_metrics  # noqa: E402
@@ -99,6 +101,7 @@ def main() -> None:
         row = {k: v for k, v in metrics.items() if k.startswith(("det_", "pose_", "seg_"))}
         row |= {"steps": metrics.get("step"), "epochs": metrics.get("epoch"),
                 "minutes_this_session": round((time.time() - started) / 60, 2), "resumed": resume,
+                "cpu": cpu_model(), "precision": resolve_precision(config.train.precision, "cpu").name,
                 "curve": val_curve(run_dir)}
         results["rows"][combo] = row
         atomic_write_text(json_path, json.dumps(results, indent=2) + "\n")

@@ -12,7 +12,9 @@ def cpu_model() -> str:
         text = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
     except (OSError, subprocess.CalledProcessError):
         text = ""
-    for line in text.splitlines():
-        if line.startswith("Model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown"
+    fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
+    name = fields.get("Model name", "").strip()
+    if not name:
+        return platform.processor() or "unknown"
+    model = fields.get("Model", "").strip()  # tells apart the chips a generic name covers
+    return f"{name}, model {model}" if model and model not in name else name
