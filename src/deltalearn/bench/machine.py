@@ -12,7 +12,7 @@ def cpu_model() -> str:
         text = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
     except (OSError, subprocess.CalledProcessError):
         text = ""
-    fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
+    fields = {key.strip(): value for key, value in (line.split(":", 1) for line in text.splitlines() if ":" in line)}
     name = fields.get("Model name", "").strip()
     if not name:
         return platform.processor() or "unknown"
