@@ -35,10 +35,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
-from pycocotools import mask as mask_utils
 
 from deltalearn.bench import cpu_model
 from deltalearn.config import PACKAGED_CONFIGS, load_config
+from deltalearn.data.coco_format import decode_segmentation
 from deltalearn.data.io import atomic_write_text
 from deltalearn.data.synth import generate_people
 from deltalearn.evaluation.coco import coco_stats, run_cocoeval
@@ -131,8 +131,7 @@ def yolo_dataset(coco_dir: Path, out: Path, kind: str) -> dict:
                 counts["crowd_skipped"] += 1
                 continue
             if kind == "seg":
-                mask = mask_utils.decode(ann["segmentation"]) if isinstance(ann["segmentation"], dict) else \
-                    mask_utils.decode(mask_utils.merge(mask_utils.frPyObjects(ann["segmentation"], h, w)))
+                mask = decode_segmentation(ann.get("segmentation"), ann["bbox"], h, w)  # as the MCN reads it
                 contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
                 contours = [c for c in contours if len(c) >= 3]
                 if not contours:
