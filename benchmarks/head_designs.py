@@ -4,7 +4,9 @@ scenes, 128 px; 200 held-out images of another seed), validated along the way.
 
 Designs: CenterNet's dense 3x3 conv per output (today's default), and a depthwise-separable
 3x3 conv shared by each task's outputs (``model.head_conv=separable model.head_trunk=per_task``),
-and that with the neck's 3x3 smoothing convs separable too (``model.neck_conv=separable``).
+and that with the neck's 3x3 smoothing convs separable too (``model.neck_conv=separable``); and
+one dense or separable trunk per task with 32 or 16 hidden channels instead of 64
+(``model.head_channels``).
 The learning-rate schedule follows steps, not the clock, so that every run anneals to zero at
 the same step. Results go to ``--json`` after each run; a rerun skips the runs it holds.
 
@@ -24,6 +26,7 @@ from deltalearn.config import PACKAGED_CONFIGS, load_config
 from deltalearn.data.io import atomic_write_text
 from deltalearn.data.synth import generate_people
 from deltalearn.engine.metrics_log import read_metrics
+from deltalearn.engine.precision import resolve_precision
 from deltalearn.mcn.config import MCNConfig
 from deltalearn.mcn.data import open_coco
 from deltalearn.mcn.evaluate import format_metrics
@@ -32,7 +35,12 @@ from deltalearn.mcn.train import train
 BACKBONES = {"resnet18": [], "mobilenetv3": ["model.backbone=mobilenetv3_large_100"]}
 DESIGNS = {"dense per output": [], "separable per task": ["model.head_conv=separable", "model.head_trunk=per_task"],
            "separable per task, separable neck": ["model.head_conv=separable", "model.head_trunk=per_task",
-                                                  "model.neck_conv=separable"]}
+                                                  "model.neck_conv=separable"],
+           "dense per task, 32 channels": ["model.head_trunk=per_task", "model.head_channels=32"],
+           "separable per task, 32 channels": ["model.head_conv=separable", "model.head_trunk=per_task",
+                                               "model.head_channels=32"],
+           "separable per task, 16 channels": ["model.head_conv=separable", "model.head_trunk=per_task",
+                                               "model.head_channels=16"]}
 VAL_SEED_OFFSET = 1000
 
 
@@ -76,7 +84,8 @@ def main() -> None:
                      for r in read_metrics(run) if r.get("split") == "val"]
             results["runs"][name] = {
                 "overrides": overrides + BACKBONES[backbone], "steps": metrics.get("step"),
-                "minutes": round((time.time() - started) / 60, 2),
+                "minutes": round((time.time() - started) / 60, 2), "cpu": cpu_model(),
+                "precision": resolve_precision(config.train.precision, "cpu").name,
                 "metrics": {k: v for k, v in metrics.items() if k.startswith(("det_", "pose_", "seg_"))},
                 "curve": curve}
             print(format_metrics(results["runs"][name]["metrics"], title=name))

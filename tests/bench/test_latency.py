@@ -77,6 +77,7 @@ def test_bench_command_writes_the_contract_keys(tmp_path: Path, capsys):
     assert "decode_in_graph_ms" in result["paths"]["onnxruntime_fp32"]
     assert "decode_in_graph_ms" not in result["paths"]["eager_fp32"]
     assert result["setup"]["head_channels"] == 16 and result["setup"]["neck_channels"] == 16
+    assert (result["setup"]["head_conv"], result["setup"]["head_trunk"]) == ("dense", "per_output")
     assert set(result["targets"]) == {"latency_ratio", "param_ratio", "decode_share", "fraction_of_bf16_peak",
                                       "speedup_vs_eager_fp32"}
     report = capsys.readouterr().out

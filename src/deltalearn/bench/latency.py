@@ -223,6 +223,8 @@ def summarize(config: MCNConfig, settings: BenchSettings, sides: dict[str, list[
         "paths": paths,
         "setup": {"backbone": config.model.backbone, "tasks": list(config.model.tasks),
                   "neck_channels": config.model.neck_channels, "head_channels": config.model.head_channels,
+                  "head_conv": config.model.head_conv, "head_trunk": config.model.head_trunk,
+                  "neck_conv": config.model.neck_conv,
                   "composition": [info.config.model.tasks for info in sides["composition"]],
                   "categories": sides["multitask"][0].category_names, "size": settings.size,
                   "batch": settings.batch, "runs": settings.runs, "warmup": settings.warmup,
@@ -249,7 +251,8 @@ def format_report(result: dict[str, Any]) -> str:
     lines = [
         f"{setup['backbone']}, tasks {'+'.join(setup['tasks'])} vs "
         f"{' | '.join('+'.join(t) for t in setup['composition'])}; "
-        f"neck {setup['neck_channels']} / head {setup['head_channels']} channels; {setup['size']} px, batch "
+        f"neck {setup['neck_channels']} / head {setup['head_channels']} channels, {setup['head_conv']} heads "
+        f"{setup['head_trunk'].replace('_', ' ')}; {setup['size']} px, batch "
         f"{setup['batch']}, {setup['threads']} threads; medians of {setup['runs']} interleaved runs; load average "
         f"{setup['load_average'][0]} before, {setup['load_average'][1]} after",
         f"params {result['multitask_params'] / 1e6:.2f} M vs {result['composition_params'] / 1e6:.2f} M "
