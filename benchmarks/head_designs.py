@@ -113,7 +113,8 @@ def plot(results: dict, path: Path) -> None:
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7)
-    figure.suptitle(f"seg + det + pose at equal steps, by head design ({results.get('cpu', '')})")
+    cpus = sorted({run.get("cpu", results.get("cpu", "")) for run in results["runs"].values()} - {None, ""})
+    figure.suptitle("seg + det + pose at equal steps, by head design, one run each (" + "; ".join(cpus) + ")")
     figure.tight_layout()
     with atomic_path(path) as tmp:
         figure.savefig(tmp, format="png", dpi=100)
