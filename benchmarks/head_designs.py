@@ -65,7 +65,7 @@ def main() -> None:
             generate_people(folder, num_images=count, size=128, seed=seed, scene="simple")
     results = json.loads(args.json.read_text()) if args.json.is_file() else {}
     results.setdefault("runs", {})
-    results.update(command="python " + " ".join(sys.argv), epochs=args.epochs, cpu=cpu_model())
+    results.update(command="python " + " ".join(sys.argv), epochs=args.epochs)
     for backbone in args.only_backbone:
         for design in args.only_design:
             overrides = DESIGNS[design]
@@ -113,7 +113,7 @@ def plot(results: dict, path: Path) -> None:
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7)
-    cpus = sorted({run.get("cpu", results.get("cpu", "")) for run in results["runs"].values()} - {None, ""})
+    cpus = sorted({run.get("cpu", "") for run in results["runs"].values()} - {""})
     figure.suptitle("seg + det + pose at equal steps, by head design, one run each (" + "; ".join(cpus) + ")")
     figure.tight_layout()
     with atomic_path(path) as tmp:
