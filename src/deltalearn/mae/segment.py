@@ -40,8 +40,8 @@ class PatchGraphConfig:
     """How images become patch graphs, communities and masks (defaults: picked on a tuning set)."""
 
     affinity: str = "error"  # error | influence | features | error+features (see patch_graph)
-    num_masks: int = 64  # masks per image: forward passes of the MAE
-    masks: str = "random"  # random | balanced: every patch seen equally often (patch_graph.balanced_masks)
+    num_masks: int = 32  # masks per image: forward passes of the MAE (benchmarks/mae_mask_defaults.py)
+    masks: str = "balanced"  # balanced: every patch seen equally often (patch_graph.balanced_masks) | random
     mask_ratio: float = 0.75  # share of patches hidden in each mask
     radius: int = 1  # grid neighbours joined by edges (1: 8 neighbours)
     sigma_scale: float = 0.5  # error affinity: sigma = this x mean neighbour |log r_i - log r_j|
