@@ -29,6 +29,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
 
 from deltalearn.bench import cpu_model  # noqa: E402
 from deltalearn.bench.results import resume_results, val_curve  # noqa: E402
@@ -36,7 +37,7 @@ from deltalearn.config import PACKAGED_CONFIGS, ConfigError, load_config  # noqa
 from deltalearn.data.io import atomic_write_text  # noqa: E402
 from deltalearn.data.synth import SCENES, generate_people  # noqa: E402
 from deltalearn.engine import checkpoint as ckpt  # noqa: E402
-from deltalearn.engine.precision import resolve_precision  # noqa: E402
+from deltalearn.engine.precision import default_device, resolve_precision  # noqa: E402
 from deltalearn.mcn.config import MCNConfig  # noqa: E402
 from deltalearn.mcn.data import open_coco  # noqa: E402
 from deltalearn.mcn.evaluate import format_metrics  # noqa: E402
@@ -101,7 +102,8 @@ def main() -> None:
         row = {k: v for k, v in metrics.items() if k.startswith(("det_", "pose_", "seg_"))}
         row |= {"steps": metrics.get("step"), "epochs": metrics.get("epoch"),
                 "minutes_this_session": round((time.time() - started) / 60, 2), "resumed": resume,
-                "cpu": cpu_model(), "precision": resolve_precision(config.train.precision, "cpu").name,
+                "cpu": cpu_model(), "device": _device_name(),
+                "precision": resolve_precision(config.train.precision, default_device()).name,
                 "curve": val_curve(run_dir)}
         results["rows"][combo] = row
         atomic_write_text(json_path, json.dumps(results, indent=2) + "\n")
@@ -110,6 +112,12 @@ def main() -> None:
     print(f"\nTable 1 on the synthetic people dataset (percent; held-out set of {args.val_images} images)")
     for combo, row in results["rows"].items():
         print(format_metrics(row, title=f"{combo:<14} ({row['steps']} steps)"))
+
+
+def _device_name() -> str:
+    """What trained the network: the GPU's name, or "cpu"."""
+    device = default_device()
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
 
 
 def _budget(args: argparse.Namespace, images: int) -> list[str]:

@@ -18,7 +18,9 @@ import deltalearn
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = Path(deltalearn.__file__).parent
 APPLICATIONS = ("cli",)  # may import lazily, e.g. for a fast --help
-LAZY_IMPORTS = {"torch.utils.tensorboard"}  # optional: training runs without it
+# optional or heavy: training runs without tensorboard; trackers (with supervision) costs the
+# command line 1.6 s of start-up and only `predict --track` needs it
+LAZY_IMPORTS = {"torch.utils.tensorboard", "trackers", "supervision"}
 
 
 def layer_contract() -> dict:

@@ -10,10 +10,8 @@ box it overlaps most (IoU at least ``MIN_MATCH_IOU``).
 from __future__ import annotations
 
 import numpy as np
-import supervision as sv
 import torch
 from torchvision.ops import box_iou
-from trackers import ByteTrackTracker
 
 UNTRACKED = -1  # the identity of a box no track holds (yet)
 MIN_MATCH_IOU = 0.5  # a pose person takes a tracked box's identity from this overlap on
@@ -24,12 +22,17 @@ class BoxTracker:
     """One ByteTrack over a stream: :meth:`update` with each frame's boxes gives their identities."""
 
     def __init__(self, score_threshold: float = 0.3, fps: float = 30.0, lost_frames: int = LOST_FRAMES) -> None:
+        # loaded here: trackers brings supervision and its dependencies, which nothing else needs
+        from trackers import ByteTrackTracker
+
         self.bytetrack = ByteTrackTracker(lost_track_buffer=lost_frames, frame_rate=fps,
                                           track_activation_threshold=score_threshold,
                                           high_conf_det_threshold=score_threshold, minimum_consecutive_frames=1)
 
     def update(self, boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray) -> np.ndarray:
         """Identities [N] (int64, ``UNTRACKED`` for a box no track holds) of xyxy ``boxes`` [N, 4]."""
+        import supervision as sv
+
         detections = sv.Detections(xyxy=np.asarray(boxes, np.float64).reshape(-1, 4),
                                    confidence=np.asarray(scores, np.float64), class_id=np.asarray(labels, int),
                                    data={"index": np.arange(len(boxes))})
