@@ -8,6 +8,7 @@ Paths, each for both sides and every batch size:
 
   eager_fp32       PyTorch eager, float32 (TF32 matmuls off: true fp32)
   eager_bf16       bf16 autocast + channels-last, as the predictor runs on a GPU
+  eager_bf16_nchw  bf16 autocast in the default memory layout (which of the two costs what)
   compiled_bf16    the same model under ``torch.compile`` (default mode)
   onnxruntime_cuda the exported raw-output graph in onnxruntime's CUDA provider, where installed
 
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import json
 import statistics
 import sys
@@ -37,12 +39,13 @@ from deltalearn.bench.latency import count_flops, count_params, interleaved_time
 from deltalearn.bench.workload import bench_images, network_infos
 from deltalearn.config import find_config, load_config
 from deltalearn.data.io import atomic_write_text
+from deltalearn.engine.precision import resolve_precision
 from deltalearn.mcn.config import MCNConfig
 from deltalearn.mcn.predictor import TorchPredictor
 from deltalearn.mcn.weights import build_model
 
 DEVICE = "cuda"  # --cpu-smoke: "cpu", to try the script where there is no GPU
-PATHS = ("eager_fp32", "eager_bf16", "compiled_bf16", "onnxruntime_cuda")
+PATHS = ("eager_fp32", "eager_bf16", "eager_bf16_nchw", "compiled_bf16", "onnxruntime_cuda")
 DEFAULT_CONFIGS = ("coco_person_seg_det_pose", "coco_person_seg_det_pose_mobile")
 
 
@@ -67,9 +70,10 @@ def synced(func: Callable[[], Any]) -> Callable[[], None]:
 
 
 def torch_runners(path: str, models: list[torch.nn.Module], infos: list, images: torch.Tensor) -> Callable[[], None]:
-    precision = "fp32" if path == "eager_fp32" else "bf16"
-    predictors = [TorchPredictor(copy.deepcopy(m), info, precision=precision, device=DEVICE)
-                  for m, info in zip(models, infos)]
+    precision = resolve_precision("fp32" if path == "eager_fp32" else "bf16", DEVICE, models[0])
+    if path == "eager_bf16_nchw":
+        precision = dataclasses.replace(precision, channels_last=False)
+    predictors = [TorchPredictor(copy.deepcopy(m), info, precision=precision) for m, info in zip(models, infos)]
     if path == "compiled_bf16":
         for p in predictors:
             p.model = torch.compile(p.model)

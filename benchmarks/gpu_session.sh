@@ -3,6 +3,7 @@
 #
 #   bash benchmarks/gpu_session.sh OUT_DIR [SECONDS]        (default 540 s in all)
 #   STAGES="compiled mae" MAE_MINUTES=1.75 bash benchmarks/gpu_session.sh OUT_DIR 280
+#   STAGES=table1 T1_ONLY="seg det_pose" T1_WORKERS=6 bash benchmarks/gpu_session.sh OUT_DIR 555
 #
 # 1. gpu_bench.py: the multitask network against its composition on CUDA (DLA-34 and the
 #    mobile config; eager fp32, eager bf16, onnxruntime's CUDA provider where installed).
@@ -10,10 +11,14 @@
 #    128 px (the CPU table's settings), one process each, side by side on the one GPU.
 # 3. An MAE ViT-S/16 pretrained at 224 px on generated composites for a few minutes (at lower
 #    CPU priority, beside Table 1), then `mae eval` against the baselines.
-# 4. If time is left: the mobile network compiled (torch.compile) on CUDA.
+# 4. compiled: the mobile and DLA-34 networks under torch.compile on CUDA (before the trainings
+#    when no Table 1 runs in the same call, else after them if time is left).
 # Everything stops before SECONDS; the results, the logs and every run's metrics.jsonl end up
 # in OUT_DIR/gpu_session.tar.gz (an unfinished network still brings its validation curve).
-# Python packages the machine lacks can be put as wheels in .whl/ (pycocotools, igraph).
+# STAGES picks the parts (default all four). Python packages the machine lacks travel as wheels
+# in .whl/ (carry it): for the lent H200's Python 3.12, in the repository root here,
+#   pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+#     --platform manylinux_2_28_x86_64 --platform manylinux2014_x86_64 -d .whl pycocotools igraph texttable
 set -u
 OUT_DIR=${1:?usage: gpu_session.sh OUT_DIR [SECONDS]}
 BUDGET=${2:-540}
@@ -25,6 +30,9 @@ T1_STEPS=${T1_STEPS:-8000} T1_IMAGES=${T1_IMAGES:-2000} MAE_IMAGES=${MAE_IMAGES:
 MAE_BATCH=${MAE_BATCH:-256} MAE_MINUTES=${MAE_MINUTES:-3.5} MAE_EVAL=${MAE_EVAL:-60} MAE_EVAL_SECONDS=${MAE_EVAL_SECONDS:-150}
 STAGES=${STAGES:-bench table1 mae compiled}  # a later call can run the stages an earlier one missed
 COMPILE_SECONDS=${COMPILE_SECONDS:-120}
+# 16 cores fed five networks with 2 workers each at 11-19 steps/s (2026-12-04): fewer networks
+# a call, with more workers each, is how 8,000 steps fit
+T1_ONLY=${T1_ONLY:-seg det seg_det det_pose seg_det_pose} T1_WORKERS=${T1_WORKERS:-2}
 mkdir -p "$OUT_DIR" "$WORK/logs"
 LOG="$WORK/logs/session.log"
 say() { echo "[$(($(date +%s) - START)) s] $*" | tee -a "$LOG"; }
@@ -68,7 +76,7 @@ want() { [[ " $STAGES " == *" $1 "* ]]; }
 if want bench; then
   say "gpu_bench (eager, onnxruntime)"
   timeout 150 python3 benchmarks/gpu_bench.py --json "$WORK/gpu_bench.json" --runs 30 --warmup 5 \
-    --paths eager_fp32 eager_bf16 onnxruntime_cuda >>"$WORK/logs/gpu_bench.log" 2>&1 || say "gpu_bench stopped: $?"
+    --paths eager_fp32 eager_bf16 eager_bf16_nchw onnxruntime_cuda >>"$WORK/logs/gpu_bench.log" 2>&1 || say "gpu_bench stopped: $?"
 fi
 
 compiled() {
@@ -82,10 +90,10 @@ if want compiled && ! want table1; then compiled "$COMPILE_SECONDS"; fi
 
 pids=()
 if want table1; then
-  say "table 1: five networks, $T1_STEPS steps each"
-  for combo in seg det seg_det det_pose seg_det_pose; do
+  say "table 1: $T1_ONLY, $T1_STEPS steps each"
+  for combo in $T1_ONLY; do
     OMP_NUM_THREADS=2 python3 benchmarks/table1.py --steps "$T1_STEPS" --images "$T1_IMAGES" --scene simple \
-      --out "$WORK/t1" --json "$WORK/t1_$combo.json" --only $combo -- data.workers=2 >"$WORK/logs/t1_$combo.log" 2>&1 &
+      --out "$WORK/t1" --json "$WORK/t1_$combo.json" --only $combo -- data.workers=$T1_WORKERS >"$WORK/logs/t1_$combo.log" 2>&1 &
     pids+=($!)
   done
 fi
@@ -114,8 +122,8 @@ for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && say "stopping $pid" &&
 sleep 2
 say "trainings done; $(left) s left"
 if want table1; then
-  for combo in seg det seg_det det_pose seg_det_pose; do
-    tr "\r" "\n" <"$WORK/logs/t1_$combo.log" | grep -v "it/s" | grep -v "^ *$" | tail -n 6 >>"$LOG"
+  for combo in $T1_ONLY; do
+    tr "\r" "\n" <"$WORK/logs/t1_$combo.log" | grep -v -e "it/s" -e "s/it" -e "^ *$" | tail -n 6 >>"$LOG"
   done
   if want compiled && [ "$(left)" -gt 100 ]; then compiled $(($(left) - 30)); fi
 fi
