@@ -7,12 +7,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from deltalearn.cli import main
 from deltalearn.data.errors import DataWarning
 from deltalearn.mae.baselines import patch_ceiling
-from deltalearn.mae.evaluate import THRESHOLDS, FBetaCurve, iou_at_half
+from deltalearn.mae.evaluate import THRESHOLDS, FBetaCurve, Gallery, evaluate_folder, iou_at_half
+from deltalearn.mae.segment import PatchGraphConfig, PatchGraphSegmenter
 
 from .graphs import FEW_MASKS, GRID
 
@@ -115,3 +117,17 @@ def test_eval_report_sets_methods_side_by_side(tiny_data: Path, weights: Path, t
     for name in ("ncut", "grabcut", "center_prior"):
         wins = sum(row[name] > row["graph"] for row in per_image)
         assert f"| {name} | {numbers['baselines'][name]['iou']:.3f} | " in text and f" | {wins} |" in text
+
+
+def test_eval_scores_do_not_depend_on_the_threads(tiny_data: Path, model: torch.nn.Module) -> None:
+    """The images of a batch are scored on threads (GrabCut, normalized cut): every score and
+    the per-image order are those of one thread, GrabCut's seeded RNG included."""
+    segmenter = PatchGraphSegmenter(model, PatchGraphConfig(num_masks=FEW_MASKS))
+    with pytest.warns(DataWarning):
+        alone = evaluate_folder(segmenter, tiny_data, progress=False, threads=1)
+    gallery = Gallery(keep=2)
+    with pytest.warns(DataWarning):
+        threaded = evaluate_folder(segmenter, tiny_data, progress=False, threads=4, gallery=gallery)
+    for key in ("iou", "max_fbeta", "baselines", "variants", "patch_ceiling", "images", "skipped"):
+        assert threaded[key] == alone[key], key
+    assert [row["file"] for row in gallery.per_image] == sorted(row["file"] for row in gallery.per_image)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import heapq
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +32,7 @@ from .baselines import center_prior, grabcut_mask, patch_ceiling
 from .data import ImageFolder
 from .foreground import refine_with_grabcut
 from .seg_head import MAESegmenter, predict_foreground
-from .segment import PatchGraphSegmenter, ncut_score
+from .segment import PatchGraphSegmenter, Segmentation, ncut_score
 
 BETA2 = 0.3
 THRESHOLDS = np.arange(1, 256) / 256.0  # score >= t, t in (0, 1)
@@ -142,15 +143,34 @@ def read_truth(image: Path, mask: Path | None, shape: tuple[int, int]) -> np.nda
     return truth
 
 
+def score_maps(pixels: np.ndarray, result: Segmentation, prob: np.ndarray | None, baselines: bool,
+               seed: int) -> dict[str, np.ndarray]:
+    """The [H, W] score map of every method for one image: the patch graph's, refined by GrabCut,
+    the head's (given ``prob``), and the baselines'."""
+    height, width = pixels.shape[:2]
+    found = {"graph": result.score, "graph+grabcut": refine_with_grabcut(pixels, result.score, seed).astype(np.float32)}
+    if prob is not None:
+        found["head"] = prob
+        found["head+grabcut"] = refine_with_grabcut(pixels, prob, seed).astype(np.float32)
+    if baselines:
+        found["center_prior"] = center_prior(height, width)
+        found["grabcut"] = grabcut_mask(pixels).astype(np.float32)
+        ncut = ncut_score(result.graph, height, width)
+        found["ncut"] = ncut
+        found["ncut+grabcut"] = refine_with_grabcut(pixels, ncut, seed).astype(np.float32)
+    return found
+
+
 def evaluate_folder(segmenter: PatchGraphSegmenter, data_dir: str | os.PathLike, limit: int = 0,
                     baselines: bool = True, progress: bool = True, head: MAESegmenter | None = None,
-                    gallery: Gallery | None = None) -> dict:
+                    gallery: Gallery | None = None, threads: int = 0) -> dict:
     """Scores on ``data_dir/images`` against ``data_dir/masks``; see the module docstring.
 
     An image without a usable mask is skipped and counted (``skipped``, with reasons). With
     ``head``, the variants ``head`` and ``head+grabcut`` are scored too. ``gallery``: given
     every image's score maps (the ceiling left out), and at the end each method's mean
-    precision and recall at every threshold (``gallery.curves``).
+    precision and recall at every threshold (``gallery.curves``). ``threads``: images scored at
+    once on the CPU (0: one per core); the scores do not depend on it.
     """
     data_dir = Path(data_dir)
     root = image_root(data_dir)
@@ -170,7 +190,8 @@ def evaluate_folder(segmenter: PatchGraphSegmenter, data_dir: str | os.PathLike,
     if gallery is not None:
         gallery.method = method
     start = time.perf_counter()
-    with tqdm(total=len(paths), desc="mae eval", unit="img", disable=not progress) as bar:
+    with (tqdm(total=len(paths), desc="mae eval", unit="img", disable=not progress) as bar,
+          ThreadPoolExecutor(max_workers=threads or os.cpu_count() or 1) as pool):
         for first in range(0, len(paths), 16):
             batch = []
             for path in paths[first:first + 16]:
@@ -188,19 +209,11 @@ def evaluate_folder(segmenter: PatchGraphSegmenter, data_dir: str | os.PathLike,
             images = [pixels for _, pixels, _ in batch]
             results = segmenter.segment(images, refine=False) if batch else []  # refined below
             probs = predict_foreground(head, images) if head is not None and batch else [None] * len(batch)
-            for (path, pixels, truth), result, prob in zip(batch, results, probs):
-                height, width = truth.shape
-                found = {"graph": result.score,
-                         "graph+grabcut": refine_with_grabcut(pixels, result.score, seed).astype(np.float32)}
-                if prob is not None:
-                    found["head"] = prob
-                    found["head+grabcut"] = refine_with_grabcut(pixels, prob, seed).astype(np.float32)
-                if baselines:
-                    found["center_prior"] = center_prior(height, width)
-                    found["grabcut"] = grabcut_mask(pixels).astype(np.float32)
-                    ncut = ncut_score(result.graph, height, width)
-                    found["ncut"] = ncut
-                    found["ncut+grabcut"] = refine_with_grabcut(pixels, ncut, seed).astype(np.float32)
+            # GrabCut and normalized cut are CPU work that releases the GIL: the images of a
+            # batch run on threads, and are added in their order
+            founds = pool.map(lambda item: score_maps(item[0][1], item[1], item[2], baselines, seed),
+                              zip(batch, results, probs))
+            for (path, pixels, truth), found in zip(batch, founds):
                 for name, score in found.items():
                     scores[name].add(score, truth)
                 scores["patch_ceiling"].add(patch_ceiling(truth, rows, cols).astype(np.float32), truth)
