@@ -141,15 +141,16 @@ def plot(results: dict, path: Path) -> None:
             if points:
                 steps, values = zip(*points)
                 ax.plot(steps, values, marker="o", markersize=3, label=combo.replace("_", "+"),
-                        linewidth=2.2 if combo == "seg_det_pose" else 1.2)
+                        color=f"C{COMBINATIONS.index(combo)}", linewidth=2.2 if combo == "seg_det_pose" else 1.2)
         ax.set_title(label)
         ax.set_xlabel("training step")
         ax.grid(alpha=0.3)
         if ax.lines:
             ax.legend(fontsize=8)
     settings = results.get("settings", {})
+    machines = sorted({row.get("cpu", results.get("cpu", "")) for row in rows.values()})
     fig.suptitle(f"Table 1 networks on synthetic {settings.get('scene', '')} scenes, "
-                 f"{settings.get('size', '')} px ({results.get('cpu', '')})", fontsize=9)
+                 f"{settings.get('size', '')} px ({'; '.join(machines)})", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
