@@ -211,8 +211,8 @@ def evaluate_folder(segmenter: PatchGraphSegmenter, data_dir: str | os.PathLike,
             probs = predict_foreground(head, images) if head is not None and batch else [None] * len(batch)
             # GrabCut and normalized cut are CPU work that releases the GIL: the images of a
             # batch run on threads, and are added in their order
-            founds = pool.map(lambda item: score_maps(item[0][1], item[1], item[2], baselines, seed),
-                              zip(batch, results, probs))
+            jobs = [(pixels, result, prob) for (_, pixels, _), result, prob in zip(batch, results, probs)]
+            founds = pool.map(lambda job: score_maps(*job, baselines, seed), jobs)
             for (path, pixels, truth), found in zip(batch, founds):
                 for name, score in found.items():
                     scores[name].add(score, truth)
