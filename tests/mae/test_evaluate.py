@@ -131,3 +131,9 @@ def test_eval_scores_do_not_depend_on_the_threads(tiny_data: Path, model: torch.
     for key in ("iou", "max_fbeta", "baselines", "variants", "patch_ceiling", "images", "skipped"):
         assert threaded[key] == alone[key], key
     assert [row["file"] for row in gallery.per_image] == sorted(row["file"] for row in gallery.per_image)
+
+
+def test_eval_threads_must_be_a_count(tiny_data: Path, weights: Path, capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["mae", "eval", "--weights", str(weights), "--data", str(tiny_data), "--threads", "-1"])
+    assert exit_.value.code == 2 and "'-1' is not a whole number" in capsys.readouterr().err

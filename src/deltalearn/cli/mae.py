@@ -20,6 +20,13 @@ from ..mae.segment import PatchGraphConfig, PatchGraphSegmenter, segment_files
 from .common import add_synth_args
 
 
+def _count(text: str) -> int:
+    """A whole number of at least 0, for argparse."""
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 0")
+    return int(text)
+
+
 def _cmd_synth(args: argparse.Namespace) -> int:
     stats = generate_composites(args.out, num_images=args.images, size=args.size, seed=args.seed,
                                 workers=args.workers)
@@ -79,7 +86,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         head = load_seg_head(args.head, segmenter.model)
     gallery = Gallery(args.gallery) if args.report is not None else None
     result = evaluate_folder(segmenter, args.data, limit=args.limit, baselines=not args.no_baselines, head=head,
-                             gallery=gallery)
+                             gallery=gallery, threads=args.threads)
     result["config"] = to_dict(segmenter.config)
     print(format_eval(result))
     if args.json is not None:
@@ -187,6 +194,8 @@ def register(systems: argparse._SubParsersAction) -> None:
     ev.add_argument("--gallery", type=int, default=4, help="worst and best images in the report (default 4 each)")
     ev.add_argument("--limit", type=int, default=0, help="score the first N images only (0: all)")
     ev.add_argument("--no-baselines", action="store_true", help="skip center prior, GrabCut and ncut")
+    ev.add_argument("--threads", type=_count, default=0,
+                    help="images scored at once on the CPU (GrabCut, ncut); 0: one per core (default)")
     ev.add_argument("--head", type=Path, default=None,
                     help="also score this segmentation head (mae train-head run or file), alone and + GrabCut")
     ev.set_defaults(func=_cmd_eval)
