@@ -80,15 +80,17 @@ def torch_runners(path: str, models: list[torch.nn.Module], infos: list, images:
     return synced(lambda: [p.outputs(images) for p in predictors])
 
 
-def onnx_runners(models: list[torch.nn.Module], infos: list, images: torch.Tensor, folder: Path) -> Callable[[], None]:
+def onnx_runners(models: list[torch.nn.Module], infos: list, images: torch.Tensor, folder: Path,
+                 side: str) -> Callable[[], None]:
     import onnxruntime
 
     from deltalearn.export.onnx import export_onnx
 
     sessions = []
     for index, (model, info) in enumerate(zip(models, infos)):
-        file = folder / f"net_{len(list(folder.iterdir()))}_{index}.onnx"
-        export_onnx(model, info, file)
+        file = folder / f"{side}_{index}.onnx"
+        if not file.is_file():  # one export per network, whatever the batch size
+            export_onnx(model, info, file)
         sessions.append(onnxruntime.InferenceSession(str(file), providers=["CUDAExecutionProvider"]))
     feed = images.numpy()
     return lambda: [s.run(None, {s.get_inputs()[0].name: feed}) for s in sessions]
@@ -126,7 +128,7 @@ def time_config(name: str, args: argparse.Namespace, log: Callable[[str], None])
                 log(f"{name} batch {batch} {path}")
                 try:
                     if path == "onnxruntime_cuda":
-                        runs = [onnx_runners(models[s], sides[s], images, Path(tmp)) for s in sides]
+                        runs = [onnx_runners(models[s], sides[s], images, Path(tmp), s) for s in sides]
                     else:
                         runs = [torch_runners(path, models[s], sides[s], images) for s in sides]
                     started = time.perf_counter()
