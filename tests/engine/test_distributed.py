@@ -65,3 +65,21 @@ def test_two_processes_train_to_identical_weights(tmp_path: Path) -> None:
     assert all(torch.equal(saved[k], ranks[0]["final"][k]) for k in saved)
     steps = [r["step"] for r in read_metrics(tmp_path / "run") if r["split"] == "train"]
     assert steps == list(range(1, 9))
+
+
+@pytest.mark.skipif(not torch.distributed.is_available(), reason="this torch build has no torch.distributed")
+def test_the_command_line_leaves_the_process_group_when_its_command_is_done(tmp_path: Path) -> None:
+    """Under torchrun a command's trainer joins the group; the ``deltalearn`` process owns it and
+    must leave it (NCCL warns of leaked communicators otherwise). One gloo rank stands in here."""
+    import torch.distributed as dist
+
+    from deltalearn.cli import main
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    try:
+        assert main(["mcn", "synth", "--out", str(tmp_path / "synth"), "--images", "2", "--size", "64",
+                     "--workers", "1"]) == 0
+        assert not dist.is_initialized()
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()

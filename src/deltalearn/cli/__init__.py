@@ -13,6 +13,7 @@ from typing import Callable, Sequence
 from .. import __version__
 from ..config import ConfigError
 from ..data.errors import DataError
+from ..engine.distributed import cleanup
 from . import demo, mae, mcn
 from .common import EXIT_BAD_INPUT
 
@@ -42,7 +43,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     func: Callable[[argparse.Namespace], int] = args.func
     try:
-        return func(args)
+        status = func(args)
     except (DataError, ConfigError, ValueError, OSError) as error:
         if os.environ.get("DELTALEARN_DEBUG"):
             raise
@@ -51,4 +52,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    # under torchrun the command's trainer joined the process group; the process owns it, so the
+    # command leaves it once every rank is done (a failed rank skips this: its peers would wait)
+    cleanup()
+    return status
 
