@@ -5,7 +5,9 @@ the same three outputs: ultralytics YOLO11n-seg (boxes and instance masks) + YOL
 
 - onnxruntime fp32, each network exported by its own exporter (``mcn export``'s graph; YOLO's
   ``export(format="onnx")``), one session per network;
-- PyTorch eager fp32 (YOLO fused as its predictor fuses it).
+- PyTorch eager fp32, each side in the form its predictor runs: YOLO fused by ultralytics,
+  the MCN with its batch norms folded (``TorchPredictor``), both channels-last (faster on the
+  CPU for every network measured, ``benchmarks/channels_last.py``).
 
 Each MCN variant and the pair run alternately, round by round (``interleaved_medians``), so that
 neither always runs on a warmer cache. Needs ``pip install ultralytics``. Run it alone on the
@@ -21,6 +23,7 @@ import contextlib
 import io
 import json
 import os
+import shlex
 import sys
 import tempfile
 from pathlib import Path
@@ -34,6 +37,7 @@ from deltalearn.bench.latency import count_flops, count_params, interleaved_medi
 from deltalearn.bench.workload import network_infos
 from deltalearn.config import load_config
 from deltalearn.data.io import atomic_write_text
+from deltalearn.engine.fuse import fold_batchnorms
 from deltalearn.export.onnx import export_onnx
 from deltalearn.export.runtime import open_session
 from deltalearn.mcn.backbones import normalize_images
@@ -70,7 +74,8 @@ def yolo_models(size: int, folder: Path) -> list[dict]:
         with contextlib.chdir(folder), contextlib.redirect_stdout(io.StringIO()):
             yolo = YOLO(name)
             onnx_path = folder / yolo.export(format="onnx", imgsz=size, dynamic=False, simplify=True)
-        models.append({"name": name, "model": YOLO(name).model.fuse().float().eval(), "onnx": onnx_path})
+        model = YOLO(name).model.fuse().float().eval().to(memory_format=torch.channels_last)
+        models.append({"name": name, "model": model, "onnx": onnx_path})
     return models
 
 
@@ -80,14 +85,16 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=30)
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--only", nargs="+", choices=list(VARIANTS), default=list(VARIANTS), metavar="VARIANT",
+                        help="MCN variants to time (default all)")
     parser.add_argument("--json", type=Path, default=Path("benchmarks/results/yolo_pair.json"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     size = args.size
     pixels = np.random.default_rng(0).integers(0, 256, (1, 3, size, size), dtype=np.uint8)
     images = torch.from_numpy(pixels)
-    floats = images.float() / 255  # YOLO's input: RGB in [0, 1]
-    result: dict = {"command": "python " + " ".join(sys.argv), "cpu": cpu_model(), "cores": os.cpu_count(),
+    floats = (images.float() / 255).contiguous(memory_format=torch.channels_last)  # YOLO's input: RGB in [0, 1]
+    result: dict = {"command": "python " + shlex.join(sys.argv), "cpu": cpu_model(), "cores": os.cpu_count(),
                     "threads": args.threads, "size": size, "runs": args.runs, "torch": torch.__version__,
                     "onnxruntime": ort.__version__, "pair": {}, "mcn": {}}
     with tempfile.TemporaryDirectory() as tmp:
@@ -108,23 +115,25 @@ def main() -> int:
         for entry in pair:
             result["pair"][entry["name"]] = {"params": count_params([entry["model"]]),
                                              "gflops": round(_flops(entry["model"], floats) / 1e9, 2)}
-        for name, overrides in VARIANTS.items():
+        for name in args.only:
+            overrides = VARIANTS[name]
             variant = mcn_variant(overrides, size, folder)
             session = open_session(variant["onnx"], args.threads, idle_after_run=True)
             feed = {session.get_inputs()[0].name: pixels}
-            model = variant["model"]
+            normalized = normalize_images(images).contiguous(memory_format=torch.channels_last)
+            model = fold_batchnorms(variant["model"], normalized)[0].to(memory_format=torch.channels_last)
 
             def mcn_onnx() -> None:
                 session.run(None, feed)
 
             def mcn_eager() -> None:
                 with torch.inference_mode():
-                    model(normalize_images(images))
+                    model(normalized)
 
             onnx_ms = [1000 * t for t in interleaved_medians(mcn_onnx, pair_onnx, args.runs, args.warmup)]
             eager_ms = [1000 * t for t in interleaved_medians(mcn_eager, pair_eager, args.runs, args.warmup)]
-            row = {"overrides": overrides, "params": count_params([model]),
-                   "gflops": round(count_flops([model], images) / 1e9, 2),
+            row = {"overrides": overrides, "params": count_params([variant["model"]]),
+                   "gflops": round(count_flops([variant["model"]], images) / 1e9, 2),
                    "onnx_fp32_ms": round(onnx_ms[0], 2), "pair_onnx_fp32_ms": round(onnx_ms[1], 2),
                    "onnx_fp32_ratio": round(onnx_ms[0] / onnx_ms[1], 3),
                    "eager_fp32_ms": round(eager_ms[0], 2), "pair_eager_fp32_ms": round(eager_ms[1], 2),

@@ -15,6 +15,8 @@ def test_precision_choices() -> None:
     fp16 = resolve_precision("fp16", "cpu", nn.Conv2d(1, 1, 1))
     assert fp16.use_scaler and fp16.channels_last
     assert not resolve_precision("bf16", "cpu", nn.Linear(1, 1)).channels_last  # no conv: no layout change
+    assert resolve_precision("fp32", "cpu", nn.Conv2d(1, 1, 1)).channels_last  # oneDNN's fp32 convs: faster in it
+    assert not resolve_precision("fp32", "cpu", nn.Linear(1, 1)).channels_last
     if cpu_bf16_pays_off():
         assert resolve_precision("auto", "cpu").dtype == torch.bfloat16
     else:
@@ -39,5 +41,5 @@ def test_auto_takes_bf16_on_cpu_where_it_pays_off(monkeypatch: pytest.MonkeyPatc
     finally:
         precision_module.cpu_bf16_pays_off.cache_clear()
     assert auto.dtype == expected
-    assert auto.channels_last is (expected == torch.bfloat16)
+    assert auto.channels_last  # on a CPU, convolutions run channels-last whatever the dtype
     assert resolve_precision("bf16", "cpu").dtype == torch.bfloat16  # asked for: given

@@ -72,8 +72,6 @@ def open_predictors(path: str, infos: Sequence[ModelInfo], models: Sequence[torc
     precision = "bf16" if path == "eager_bf16" else "fp32"
     if models is None:
         models = [build_model(info).eval() for info in infos]
-    elif precision == "bf16":  # bf16 converts its models to channels-last: copies keep the callers' layout
-        models = [copy.deepcopy(model) for model in models]
     return [TorchPredictor(model, info, precision=precision, device="cpu") for model, info in zip(models, infos)]
 
 
