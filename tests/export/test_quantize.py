@@ -69,6 +69,7 @@ def test_separable_per_task_heads_export_and_quantize(data: Path, tmp_path: Path
     run = tmp_path / "run"
     assert main(["mcn", "train", "--data", str(data), "--out", str(run), *TINY, "train.epochs=2",
                  "model.head_conv=separable", "model.head_trunk=per_task"]) == 0
+    assert "no scores: no validation set (give --val-data" in capsys.readouterr().out  # not a row of dashes
     for extra in ([], ["--decode"], ["--int8", "--calib", str(data / "images")]):
         out = tmp_path / f"model{len(extra)}.onnx"
         assert main(["mcn", "export", "--weights", str(run), "--out", str(out), *extra]) == 0  # verified inside

@@ -89,7 +89,13 @@ def _cmd_train(args: argparse.Namespace) -> int:
     val_set = open_coco(args.val_data, None, None, categories) if args.val_data else None
     metrics = train(config, train_set, args.out, val_set=val_set, resume=args.resume, init=args.init)
     print0(f"run folder: {args.out}")
-    print0(format_metrics({k: v for k, v in metrics.items() if k in METRIC_KEYS}))
+    scores = {k: v for k, v in metrics.items() if k in METRIC_KEYS}
+    if scores:
+        print0(format_metrics(scores))
+    elif val_set is None:
+        print0("no scores: no validation set (give --val-data, or score later with `deltalearn mcn eval`)")
+    else:
+        print0("no scores: validation was off (train.val_every=0)")
     return 0
 
 
