@@ -80,9 +80,7 @@ def training_row(model: nn.Module, runs: int, warmup: int, batch: int = 16, size
     inputs = {"nchw": images, "channels_last": images.contiguous(memory_format=CL)}
 
     def step(name: str) -> None:
-        outputs = sides[name](inputs[name])
-        values = outputs.values() if isinstance(outputs, dict) else outputs
-        loss = sum(v.float().square().mean() for v in values)
+        loss = sum(v.float().square().mean() for v in output_tensors(sides[name](inputs[name])))
         optimizers[name].zero_grad()
         loss.backward()
         optimizers[name].step()

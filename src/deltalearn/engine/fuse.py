@@ -99,9 +99,9 @@ def fold_batchnorms(model: nn.Module, example: torch.Tensor, tolerance: float = 
     before it, and the number folded. ``example`` is an input the model accepts; the copy's
     outputs on it must equal the original's within ``tolerance`` (relative to their largest
     magnitude), else the copy is returned unfolded, with 0."""
-    model = copy.deepcopy(model).eval()
+    given = model
+    model = copy.deepcopy(given).eval()
     pairs, expected = conv_norm_pairs(model, example)
-    original = copy.deepcopy(model)
     count = 0
     for conv_name, norm_name in pairs:
         conv, norm = model.get_submodule(conv_name), model.get_submodule(norm_name)
@@ -119,5 +119,5 @@ def fold_batchnorms(model: nn.Module, example: torch.Tensor, tolerance: float = 
     scale = max([t.abs().max().item() for t in expected if t.numel()] + [1.0])
     if len(found) != len(expected) or any(
             (a.float() - b.float()).abs().max().item() > tolerance * scale for a, b in zip(expected, found) if a.numel()):
-        return original, 0
+        return copy.deepcopy(given).eval(), 0  # ``given`` is untouched: a fresh copy of it is the unfolded network
     return model, count
